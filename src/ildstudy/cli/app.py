@@ -1,0 +1,73 @@
+"""The typer application object and the pieces every command shares.
+
+This package is the only place in ildstudy that prints, reads argv or sets exit codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Callable
+
+import typer
+from rich.console import Console
+
+from ildstudy import __version__
+
+app = typer.Typer(
+    name="ildstudy",
+    help="Retrospective treatment-comparison studies on ILD registries: registry -> cohort -> models -> report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        out.print(f"ildstudy {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """ildstudy: run a retrospective treatment-comparison study from raw registry tables to a report."""
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+    """Yield an ``advance(n=1, description=None)`` callback that drives a rich progress bar.
+
+    The bar is shown only when stderr is a terminal; when piped nothing is printed.
+    """
+    if not err.is_terminal:
+        yield lambda *a, **k: None
+        return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}" if total else ""),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int = 1, description: str | None = None) -> None:
+            if description is not None:
+                bar.update(task, description=description)
+            bar.advance(task, n)
+
+        yield advance

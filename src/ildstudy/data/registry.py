@@ -1,0 +1,100 @@
+"""Read a registry folder into typed tables and put them into a database.
+
+>>> from ildstudy.data import load_registry                     # doctest: +SKIP
+>>> reg = load_registry("demo-output/registry")                 # doctest: +SKIP
+>>> con = reg.to_duckdb()                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ildstudy.data.coerce import coerce_table
+from ildstudy.data.readers import find_table_files, read_raw_table
+from ildstudy.data.schema import TABLES, TABLES_BY_NAME
+from ildstudy.errors import DataError, Problem
+
+SQL_TYPES = {"id": "VARCHAR", "text": "VARCHAR", "category": "VARCHAR", "date": "DATE",
+             "bool": "BOOLEAN", "number": "DOUBLE"}
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The canonical tables with real types, every input row kept.
+
+    ``tables`` maps table name -> DataFrame with exactly the canonical columns in canonical
+    order; ``files`` maps table name -> the file it came from; ``problems`` holds the warnings
+    found while reading (errors make :func:`load_registry` raise instead).
+    """
+
+    tables: dict[str, pd.DataFrame]
+    files: dict[str, Path] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.tables[name]
+
+    def to_duckdb(self, con=None, *, progress=None):
+        """Write every table into a DuckDB connection (a new in-memory one by default); return it."""
+        import duckdb
+
+        con = con if con is not None else duckdb.connect()
+        for name, frame in self.tables.items():
+            spec = TABLES_BY_NAME[name]
+            casts = ", ".join(
+                f'CAST("{c.name}" AS {SQL_TYPES[c.kind]}) AS "{c.name}"' for c in spec.columns
+            )
+            con.register("_ildstudy_frame", frame)
+            con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT {casts} FROM _ildstudy_frame')
+            con.unregister("_ildstudy_frame")
+            if progress:
+                progress()
+        return con
+
+    def sha256(self) -> str:
+        """A hash of the tables' content (not of file bytes): the same data in CSV, Parquet or
+        XLSX hash alike."""
+        h = hashlib.sha256()
+        for name in sorted(self.tables):
+            h.update(name.encode())
+            frame = self.tables[name]
+            h.update(pd.util.hash_pandas_object(frame.astype(str), index=False).values.tobytes())
+        return h.hexdigest()
+
+
+def read_registry(folder: str | Path) -> tuple[Registry, list[Problem]]:
+    """Read and type every table, returning the registry and *all* problems (errors and warnings).
+
+    Never raises for bad data; see :func:`load_registry` for the raising variant.
+    """
+    folder = Path(folder)
+    files, problems = find_table_files(folder)
+    tables: dict[str, pd.DataFrame] = {}
+    for spec in TABLES:
+        path = files.get(spec.name)
+        if path is None:
+            continue
+        raw, read_problems = read_raw_table(spec, path)
+        problems += read_problems
+        if raw is None or any(p.severity == "error" for p in read_problems):
+            continue
+        typed, cell_problems = coerce_table(raw)
+        problems += cell_problems
+        tables[spec.name] = typed
+    return Registry(tables, files, tuple(p for p in problems if p.severity != "error")), problems
+
+
+def load_registry(folder: str | Path) -> Registry:
+    """Read, type and validate a registry folder; raise :class:`DataError` listing every error."""
+    from ildstudy.data.validate import validate_registry
+
+    registry, problems = read_registry(folder)
+    problems = problems + validate_registry(registry)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise DataError(errors)
+    return Registry(registry.tables, registry.files, tuple(p for p in problems if p.severity != "error"))
