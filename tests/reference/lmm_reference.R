@@ -134,6 +134,13 @@ fit_case <- function(case, df, data_file, formula, group, reml = TRUE, emm = lis
     random_effects = random_table(fit, group),
     residual_sd = num(sigma(fit)),
     ranef = ranef_table(fit, group)))
+  # A second fit with the bobyqa optimiser, as a check of how close lme4's default optimum is to the true one
+  # (the engine is required to be no worse than the default fit above).
+  fit_b <- suppressMessages(suppressWarnings(update(fit, control = lmerControl(optimizer = "bobyqa"))))
+  crit_b <- num(getME(fit_b, "devcomp")$cmp[[if (reml) "REML" else "dev"]])
+  fx$optimum_check <- list(optimizer = "bobyqa", criterion = crit_b,
+                           criterion_minus_default = crit_b - (if (reml) fx$reml_criterion else fx$deviance),
+                           theta = vec(num(getME(fit_b, "theta"))))
   if (length(emm)) fx$emmeans <- lapply(emm, function(e) do.call(emm_block, c(list(fit = fit), e)))
   if (!is.null(note)) fx$note <- note
   jsonlite::write_json(fx, file.path(out_dir, paste0(case, ".json")),

@@ -48,21 +48,44 @@ def problem_table(problems: list[Problem]) -> Table:
 
 @app.command()
 def validate(data: Path = typer.Argument(..., help="Registry folder (CSV, Parquet or XLSX tables).")) -> None:
-    """Check every table of a registry and report every problem at once; exit 2 if any is an error."""
-    from ildstudy.data import read_registry
-    from ildstudy.data.validate import validate_registry
+    """Check every table of a registry and report every problem at once; exit 2 if any is an error.
 
-    registry, problems = read_registry(data)
-    problems = problems + validate_registry(registry)
+    Problems are shown as a table (file, row, column, value, problem, severity), then, when
+    there are errors, once more as one line each on stderr, ending with a one-line summary.
+    Warnings alone print the table on stdout and exit 0.
+    """
+    from rich.markup import escape
+
+    from ildstudy.data import read_registry
+    from ildstudy.data.validate import in_file_order, summary, validate_registry
+
+    with progress("Checking registry"):
+        registry, problems = read_registry(data)
+        problems = in_file_order(problems + validate_registry(registry))
     errors = [p for p in problems if p.severity == "error"]
+    console = err if errors else out
     if problems:
-        (err if errors else out).print(problem_table(problems))
-    n_warn = len(problems) - len(errors)
+        shown = [Problem(escape(p.file), p.row, escape(p.column or ""), escape(p.value or ""), escape(p.problem),
+                         p.severity) for p in problems]
+        if console.is_terminal:
+            console.print(problem_table(shown))
+        else:  # piped or captured: render wide rather than wrap every cell at 80 columns
+            import io
+
+            from rich.console import Console
+
+            wide = Console(file=io.StringIO(), width=160, color_system=None, highlight=False)
+            wide.print(problem_table(shown))
+            console.print(wide.file.getvalue(), markup=False, highlight=False, end="")
     if errors:
-        raise DataError(errors[:1] + [Problem("", None, None, None,
-                                              f"{len(errors)} error(s), {n_warn} warning(s) in {data}")])
+        raise DataError(problems + [Problem("", None, None, None, summary(problems, data))])
+    n_patients = len(registry.tables["patients"]) if "patients" in registry.tables else 0
     rows = sum(len(t) for t in registry.tables.values())
-    out.print(f"{data}: valid ({len(registry.tables)} tables, {rows} rows, {n_warn} warning(s))")
+    checked = f"{len(registry.tables)} tables, {n_patients:,} patients, {rows:,} rows"
+    if problems:
+        out.print(f"{summary(problems, data)} Checked {checked}.", markup=False)
+    else:
+        out.print(f"{data}: valid, no problems found ({checked}).", markup=False)
 
 
 @app.command()

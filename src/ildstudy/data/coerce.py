@@ -1,24 +1,59 @@
 """Give raw table columns their real types, reporting every cell that does not fit.
 
 Vectorised over whole columns; a :class:`~ildstudy.errors.Problem` is built only for bad
-cells, at most ``MAX_PER_KIND`` per (column, problem) followed by one summary line.
+cells, at most :data:`~ildstudy.data.readers.MAX_PER_KIND` per (column, problem), followed by
+one summary line.
+
+What a cell may hold, by column kind (see ``docs/data-format.md``):
+
+- every kind: an empty cell, or ``NA``, ``N/A``, ``#N/A``, ``NULL``, ``NaN`` or ``.``, is missing;
+- date: ``YYYY-MM-DD`` text, or a date cell of a spreadsheet or Parquet file; not before
+  1900-01-01 and not after today;
+- number: a decimal-point number (``75``, ``75.5``, ``1e3``), finite and within the column's range;
+- bool: true/false, yes/no, y/n, t/f, 1/0 (any case);
+- category: one of the column's values, ignoring case, spaces, hyphens and underscores, or an alias.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
 
-from ildstudy.data.readers import RawTable
+from ildstudy.data.readers import ROWS_ATTR, RawTable, located_problems
 from ildstudy.data.schema import Column
 from ildstudy.errors import Problem
 
-MAX_PER_KIND = 20
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
-ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+MISSING_WORDS = frozenset({"", "na", "n/a", "#n/a", "null", "nan", "."})
+ISO_DATE = r"\d{4}-\d{2}-\d{2}"
+EARLIEST_DATE = pd.Timestamp("1900-01-01")
+
+MISSING = "required value is missing"
+NOT_A_DATE = "is not a date (YYYY-MM-DD)"
+AMBIGUOUS_DATE = ("is ambiguous: day and month could be either way round; "
+                  "write dates as YYYY-MM-DD (e.g. 2019-04-03)")
+NOT_ISO_DATE = "is not written YYYY-MM-DD (e.g. 2019-04-03), the only date form accepted"
+FUTURE_DATE = "is after today"
+EARLY_DATE = "is before 1900-01-01"
+NOT_A_NUMBER = "is not a number"
+COMMA_NUMBER = "is not a number (write numbers with a decimal point and no thousands separator)"
+NOT_BOOL = "is not true or false"
+
+_TEXT = "string[pyarrow]"
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_COMMA_NUMBER = r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?|[+-]?\d+,\d+"
+_DAY_MONTH = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2}|\d{4})$")
+_OTHER_DATE = re.compile(
+    r"^(\d{4}[/.\-]\d{1,2}[/.\-]\d{1,2}([ T].*)?|\d{8}"
+    r"|.*\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b.*)$",
+    re.IGNORECASE,
+)
+_NS_MAX = pd.Timestamp.max.normalize()
+_NS_MIN = pd.Timestamp.min.ceil("D")
 
 
 def coerce_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem]]:
@@ -26,19 +61,109 @@ def coerce_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem]]:
 
     Types: id/text/category -> object (str or None); date -> datetime64[ns] (midnight);
     bool -> pandas ``boolean``; number -> float64. Optional columns absent from the file are
-    added as all-missing. Every input row is kept.
+    added as all-missing. Every row of ``raw.frame`` is kept; a bad cell becomes missing.
+    The problems include those the reader found (``raw.problems``). When the rows are not
+    numbered index + offset, the typed frame keeps their numbers in ``attrs["ildstudy_rows"]``.
+
+    Examples
+    --------
+    >>> from ildstudy.data.readers import read_raw_table        # doctest: +SKIP
+    >>> raw, fatal = read_raw_table(PFT, Path("registry/pft.csv"))  # doctest: +SKIP
+    >>> typed, problems = coerce_table(raw)                      # doctest: +SKIP
     """
+    frame = raw.frame
+    n = len(frame)
+    rows = raw.row_numbers()
+    today = pd.Timestamp(dt.date.today())
     out: dict[str, pd.Series] = {}
-    problems: list[Problem] = []
-    n = len(raw.frame)
+    problems: list[Problem] = list(raw.problems)
     for col in raw.spec.columns:
-        if col.name not in raw.frame.columns:
+        if col.name not in frame.columns:
             out[col.name] = _empty(col, n)
             continue
-        values, bad = _coerce_column(raw.frame[col.name], col)
+        source = frame[col.name]
+        values, bad = coerce_column(source, col, today)
         out[col.name] = values
-        problems += _report(raw, col, bad)
-    return pd.DataFrame(out, index=pd.RangeIndex(n)), problems
+        shown = _CellText(source)
+        for text, mask in bad.items():
+            problems += located_problems(raw.path.name, rows, mask, col.name, shown, text)
+    typed = pd.DataFrame(out, index=pd.RangeIndex(n))
+    if raw.rows is not None and not np.array_equal(rows, np.arange(n) + raw.row_offset):
+        typed.attrs[ROWS_ATTR] = rows
+    return typed, problems
+
+
+def coerce_column(s: pd.Series, col: Column, today: pd.Timestamp) -> tuple[pd.Series, dict[str, np.ndarray]]:
+    """Return (typed values, {problem text: boolean mask of the bad cells}) for one column."""
+    s = s.reset_index(drop=True)
+    if col.kind == "date" and pd.api.types.is_datetime64_any_dtype(s):
+        values, missing, bad = _typed_dates(s)
+    elif col.kind == "number" and pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        values = s.astype("float64")
+        missing = values.isna().to_numpy()
+        bad = {NOT_A_NUMBER: ~missing & ~np.isfinite(values.to_numpy())}
+        values = values.where(~bad[NOT_A_NUMBER])
+    else:
+        text = as_text(s)
+        missing = text.isin(_MISSING_SPELLINGS).to_numpy(bool)
+        values, bad = _PARSERS[col.kind](text, missing, col)
+    if col.kind == "date":
+        values, out_of_range = _bounded_dates(values, today)
+        for text, mask in out_of_range.items():
+            bad[text] = bad[text] | mask if text in bad else mask
+    if col.required:
+        bad[MISSING] = missing
+    if col.kind == "number":
+        bad.update(_range_problems(values, col))
+    return values, {text: mask for text, mask in bad.items() if mask.any()}
+
+
+def as_text(s: pd.Series) -> pd.Series:
+    """Cell values as stripped text (pyarrow-backed strings); missing cells become ''."""
+    if isinstance(s.dtype, pd.StringDtype):
+        return s.fillna("").str.strip().astype(_TEXT)
+    if pd.api.types.is_datetime64_any_dtype(s):
+        txt = s.dt.strftime("%Y-%m-%d").where(s.dt.normalize() == s, s.astype(str))
+        return txt.fillna("").astype(_TEXT)
+    if pd.api.types.is_bool_dtype(s):
+        return s.map({True: "true", False: "false"}).astype(object).fillna("").astype(_TEXT)
+    if pd.api.types.is_float_dtype(s) and not isinstance(s.dtype, pd.ArrowDtype):
+        return s.map(_cell_text).astype(_TEXT)
+    if pd.api.types.is_integer_dtype(s):
+        return s.astype(object).map(_cell_text).astype(_TEXT)
+    return s.astype(object).map(_cell_text).astype(_TEXT)
+
+
+class _CellText:
+    """Positional access to a column's cells as the user wrote them (only bad cells are shown)."""
+
+    def __init__(self, s: pd.Series):
+        self._s = s
+
+    def __getitem__(self, i: int) -> str:
+        return _cell_text(self._s.iloc[int(i)])
+
+
+def _cell_text(v: object) -> str:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        if np.isnan(v):
+            return ""
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else repr(float(v))
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%d") if v.time() == dt.time(0) else v.isoformat(sep=" ")
+    if isinstance(v, dt.date):
+        return v.strftime("%Y-%m-%d")
+    if isinstance(v, np.datetime64):
+        return _cell_text(pd.Timestamp(v)) if not np.isnat(v) else ""
+    return str(v).strip()
+
+
+_MISSING_SPELLINGS = sorted({w for word in MISSING_WORDS for w in (word, word.upper(), word.title())}
+                            | {"NaN", "N/a", "Null"})
 
 
 def _empty(col: Column, n: int) -> pd.Series:
@@ -51,88 +176,127 @@ def _empty(col: Column, n: int) -> pd.Series:
     return pd.Series(None, index=range(n), dtype=object)
 
 
-def as_text(s: pd.Series) -> pd.Series:
-    """Cell values as stripped strings; missing cells (None, NaN, NaT, '') become ''."""
-    if pd.api.types.is_datetime64_any_dtype(s):
-        txt = s.dt.strftime("%Y-%m-%d").where(s.dt.normalize() == s, s.astype(str))
-        return txt.fillna("")
-    if pd.api.types.is_bool_dtype(s):
-        return s.map({True: "true", False: "false"}).astype(object).fillna("")
-    if pd.api.types.is_float_dtype(s):
-        integral = s.notna() & np.isfinite(s) & (s == np.round(s))
-        txt = s.map(repr).where(~integral, s.fillna(0).astype("int64", errors="ignore").astype(str))
-        return txt.where(s.notna(), "")
-    if pd.api.types.is_integer_dtype(s):
-        return s.astype(str).where(s.notna(), "")
-    return s.map(_cell_text).astype(object)
+# -- one parser per column kind: (text, missing mask, column) -> (values, {problem: mask}) --------
+
+def _as_object(text: pd.Series, missing: np.ndarray, col: Column) -> tuple[pd.Series, dict[str, np.ndarray]]:
+    values = text.astype(object)
+    values[missing] = None
+    return values, {}
 
 
-def _cell_text(v: object) -> str:
-    if v is None or v is pd.NA or v is pd.NaT:
-        return ""
-    if isinstance(v, float):
-        if np.isnan(v):
-            return ""
-        return str(int(v)) if v.is_integer() else repr(v)
-    if isinstance(v, (bool, np.bool_)):
-        return "true" if v else "false"
-    if isinstance(v, dt.datetime):
-        return v.strftime("%Y-%m-%d") if v.time() == dt.time(0) else v.isoformat(sep=" ")
-    if isinstance(v, dt.date):
-        return v.strftime("%Y-%m-%d")
-    return str(v).strip()
+def _by_unique(text: pd.Series, lookup) -> np.ndarray:
+    """``lookup`` applied once per distinct value, spread back over the column (object array)."""
+    codes, uniques = pd.factorize(text)
+    mapped = np.array([lookup(u) for u in uniques] + [None], dtype=object)
+    return mapped[codes]
 
 
-def _coerce_column(s: pd.Series, col: Column) -> tuple[pd.Series, dict[str, pd.Series]]:
-    """Return (typed values, {problem text: boolean mask of bad cells})."""
-    bad: dict[str, pd.Series] = {}
-    if col.kind == "number" and pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        values = s.astype("float64")
-        missing = values.isna()
-    else:
-        text = as_text(s)
-        missing = text == ""
-        if col.kind in ("id", "text"):
-            values = text.where(~missing, None)
-        elif col.kind == "category":
-            values = text.str.lower().map(col.canonical())
-            unknown = ~missing & values.isna()
-            bad[f"unknown value; allowed: {', '.join(col.categories)}"] = unknown
-            values = values.where(~missing, None).astype(object)
-        elif col.kind == "bool":
-            low = text.str.lower()
-            values = pd.Series(pd.NA, index=s.index, dtype="boolean")
-            values[low.isin(TRUE_WORDS)] = True
-            values[low.isin(FALSE_WORDS)] = False
-            bad["is not true/false"] = ~missing & values.isna()
-        elif col.kind == "date":
-            shaped = text.str.match(ISO_DATE)
-            values = pd.to_datetime(text.where(shaped, None), format="%Y-%m-%d", errors="coerce")
-            bad["is not a date (YYYY-MM-DD)"] = ~missing & values.isna()
-        else:  # number written as text
-            values = pd.to_numeric(text.str.replace(",", "", regex=False).where(~missing, None), errors="coerce")
-            values = values.astype("float64")
-            bad["is not a number"] = ~missing & values.isna()
-    if col.required:
-        bad["required value is missing"] = missing
-    if col.kind == "number":
-        if col.low is not None:
-            bad[f"is below the plausible range ({col.low:g} to {col.high:g})" if col.high is not None
-                else f"must be at least {col.low:g}"] = values < col.low
-        if col.high is not None:
-            bad[f"is above the plausible range ({col.low:g} to {col.high:g})" if col.low is not None
-                else f"must be at most {col.high:g}"] = values > col.high
-    return values, bad
+def _category(text: pd.Series, missing: np.ndarray, col: Column):
+    exact = col.canonical()
+    squashed = {_squash(k): v for k, v in exact.items()}
+    mapped = _by_unique(text, lambda u: exact.get(u.lower()) or squashed.get(_squash(u)))
+    unknown = ~missing & pd.isna(mapped)
+    values = pd.Series(mapped, dtype=object)
+    values[missing] = None
+    return values, {f"is not one of the allowed values: {', '.join(col.categories)}": unknown}
 
 
-def _report(raw: RawTable, col: Column, bad: dict[str, pd.Series]) -> list[Problem]:
-    problems: list[Problem] = []
-    for text, mask in bad.items():
-        idx = np.flatnonzero(np.asarray(mask, dtype=bool))
-        for i in idx[:MAX_PER_KIND]:
-            value = _cell_text(raw.frame[col.name].iloc[i]) if col.name in raw.frame.columns else ""
-            problems.append(Problem(raw.path.name, int(i) + raw.row_offset, col.name, value, text))
-        if len(idx) > MAX_PER_KIND:
-            problems.append(Problem(raw.path.name, None, col.name, None,
-                                    f"... and {len(idx) - MAX_PER_KIND} more rows where the value {text}"))
-    return problems
+def _squash(word: str) -> str:
+    return re.sub(r"[\s_\-]+", "", word).lower()
+
+
+def _bool(text: pd.Series, missing: np.ndarray, col: Column):
+    def lookup(u: str):
+        low = u.lower()
+        return True if low in TRUE_WORDS else False if low in FALSE_WORDS else None
+
+    mapped = _by_unique(text, lookup)
+    unknown = ~missing & pd.isna(mapped)
+    values = pd.Series(mapped, dtype=object)
+    values[unknown | missing] = pd.NA
+    return values.astype("boolean"), {NOT_BOOL: unknown}
+
+
+def _number(text: pd.Series, missing: np.ndarray, col: Column):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(text.array) if not isinstance(text.array, pd.arrays.ArrowStringArray) else text.array._pa_array
+    ok = pc.match_substring_regex(arr, _NUMBER.pattern).to_numpy(zero_copy_only=False).astype(bool)
+    ok &= ~missing
+    parsed = pc.cast(pc.if_else(pa.array(ok), arr, pa.scalar(None, arr.type)), pa.float64())
+    numbers = parsed.to_numpy(zero_copy_only=False).astype("float64")
+    infinite = ok & ~np.isfinite(numbers)
+    numbers[infinite] = np.nan
+    values = pd.Series(numbers, dtype="float64")
+    bad = ~missing & (~ok | infinite)
+    comma = bad & text.str.fullmatch(_COMMA_NUMBER).fillna(False).to_numpy(bool)
+    return values, {NOT_A_NUMBER: bad & ~comma, COMMA_NUMBER: comma}
+
+
+def _range_problems(values: pd.Series, col: Column) -> dict[str, np.ndarray]:
+    v = values.to_numpy(dtype=float, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        low = v < col.low if col.low is not None else np.zeros(len(v), bool)
+        high = v > col.high if col.high is not None else np.zeros(len(v), bool)
+    if col.low is not None and col.high is not None:
+        return {f"is outside the plausible range ({col.low:g} to {col.high:g})": low | high}
+    if col.low == 0:
+        return {"is negative (must be 0 or more)": low}
+    if col.low is not None:
+        return {f"is below {col.low:g} (must be at least {col.low:g})": low}
+    return {f"is above {col.high:g} (must be at most {col.high:g})": high}
+
+
+def _date(text: pd.Series, missing: np.ndarray, col: Column):
+    iso = text.str.fullmatch(ISO_DATE).fillna(False).to_numpy(bool) & ~missing
+    values = pd.to_datetime(text.where(iso), format="%Y-%m-%d", errors="coerce")
+    values = pd.Series(values, dtype="datetime64[ns]")
+    failed = ~missing & values.isna().to_numpy()
+    reasons = np.full(len(text), None, dtype=object)
+    if failed.any():
+        codes, uniques = pd.factorize(text[failed])
+        why = np.array([_why_not_a_date(u) for u in uniques], dtype=object)
+        reasons[failed] = why[codes]
+    kinds = (NOT_A_DATE, AMBIGUOUS_DATE, NOT_ISO_DATE, FUTURE_DATE, EARLY_DATE)
+    return values, {kind: reasons == kind for kind in kinds}
+
+
+def _why_not_a_date(value: str) -> str:
+    """Which date problem a cell that did not parse has (called once per distinct bad value)."""
+    if re.fullmatch(ISO_DATE, value):
+        try:
+            year = dt.date.fromisoformat(value).year
+        except ValueError:
+            return NOT_A_DATE
+        return FUTURE_DATE if year > 1900 else EARLY_DATE  # a real date outside datetime64[ns]
+    m = _DAY_MONTH.match(value)
+    if m:
+        a, b = int(m.group(1)), int(m.group(2))
+        if a <= 12 and b <= 12 and a != b:
+            return AMBIGUOUS_DATE
+        if 1 <= min(a, b) <= 12 and max(a, b) <= 31:
+            return NOT_ISO_DATE
+        return NOT_A_DATE
+    return NOT_ISO_DATE if _OTHER_DATE.match(value) else NOT_A_DATE
+
+
+def _typed_dates(s: pd.Series):
+    """Date cells of a spreadsheet or Parquet file: keep the day (any time of day is dropped)."""
+    if getattr(s.dt, "tz", None) is not None:
+        s = s.dt.tz_localize(None)
+    missing = s.isna().to_numpy()
+    late = ~missing & (s > _NS_MAX).to_numpy()
+    early = ~missing & (s < _NS_MIN).to_numpy()
+    s = s.where(~(late | early)).dt.floor("D")
+    return pd.Series(s, dtype="datetime64[ns]"), missing, {FUTURE_DATE: late, EARLY_DATE: early}
+
+
+def _bounded_dates(values: pd.Series, today: pd.Timestamp) -> tuple[pd.Series, dict[str, np.ndarray]]:
+    late = (values > today).to_numpy()
+    early = (values < EARLIEST_DATE).to_numpy()
+    return values.where(~(late | early)), {FUTURE_DATE: late, EARLY_DATE: early}
+
+
+_PARSERS = {"id": _as_object, "text": _as_object, "category": _category, "bool": _bool,
+            "number": _number, "date": _date}

@@ -1,0 +1,1 @@
+"""Reference knowledge the cohort and analyses rely on: drug names, glucocorticoid equivalents."""

@@ -1,0 +1,285 @@
+"""Discontinuation of the arm drug: Kaplan–Meier by arm, log-rank test and Cox hazard ratio.
+
+Two endpoints from one table of times: **any reason** (every stop is an event) and **adverse events alone**
+(stops for ``reason == "adverse_event"`` are events; stops for other reasons are censored at the stop).
+Follow-up must already be censored at the data cut or the protocol's maximum (60 months) by the caller.
+
+* Kaplan–Meier per arm with Greenwood SEs and R's default "log" interval (:mod:`ildstudy.analysis.kaplan_meier`),
+  the numbers at risk / survival at the report months (``summary(fit, times, extend = TRUE)``) and the median.
+* Log-rank p as ``survdiff``.
+* Cox hazard ratio, arm versus reference, from lifelines' ``CoxPHFitter`` (Efron ties, R's ``coxph`` default),
+  with the Wald CI ``exp(β ± z·SE)`` and Wald p (``summary(coxph(...))``'s ``Pr(>|z|)``). When an arm has no
+  event the partial-likelihood estimate is infinite (R warns and prints a huge β); the hazard ratio is then
+  reported as ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ildstudy.analysis._json import finite_or_none, frame_records
+from ildstudy.analysis.kaplan_meier import ConfType, LogRankResult, kaplan_meier, logrank_test
+
+REPORT_MONTHS = (0, 12, 24, 36, 48, 60)
+AE_REASON = "adverse_event"
+#: lifelines' Newton–Raphson settings: iterate until the step is < 1e-11 (the log-likelihood criterion is switched
+#: off: at lifelines' default it stops ~1e-6 short of the maximum). R's coxph stops when the log-likelihood changes
+#: by < 1e-9 relatively, so R's β is itself accurate to ~1e-9; both agree to that.
+COX_FIT_OPTIONS = {"precision": 1e-11, "r_precision": 0.0, "step_size": 0.95, "max_steps": 500}
+
+
+@dataclass(frozen=True, slots=True)
+class CoxResult:
+    """Cox proportional-hazards fit with one term: arm (1) versus reference (0).
+
+    Attributes
+    ----------
+    term : str
+        R's name of the coefficient, e.g. "armAZA".
+    coef, se, z, p : float
+        log hazard ratio, its SE, Wald z and two-sided p.
+    hazard_ratio, ci_low, ci_high : float
+        ``exp(coef)`` and ``exp(coef ± z_{1−α/2}·se)``.
+    loglik_null, loglik : float
+        Partial log-likelihood at β = 0 and at the estimate (R's ``fit$loglik``).
+    n, n_events : int
+    converged : bool
+        False if lifelines warned that Newton–Raphson did not converge.
+    ties : str
+        "efron".
+    """
+
+    term: str
+    coef: float
+    se: float
+    z: float
+    p: float
+    hazard_ratio: float
+    ci_low: float
+    ci_high: float
+    loglik_null: float
+    loglik: float
+    n: int
+    n_events: int
+    converged: bool = True
+    ties: str = "efron"
+    conf_level: float = 0.95
+
+    def to_dict(self) -> dict:
+        """``{estimate, ci_low, ci_high, p}`` (results.json's ``cox_hr``) plus ``term, coef, se, z, ...``."""
+        return {"estimate": finite_or_none(self.hazard_ratio), "ci_low": finite_or_none(self.ci_low),
+                "ci_high": finite_or_none(self.ci_high), "p": finite_or_none(self.p), "term": self.term,
+                "coef": finite_or_none(self.coef), "se": finite_or_none(self.se), "z": finite_or_none(self.z),
+                "loglik_null": finite_or_none(self.loglik_null), "loglik": finite_or_none(self.loglik),
+                "n": self.n, "n_events": self.n_events, "converged": self.converged, "ties": self.ties,
+                "conf_level": self.conf_level,
+                "method": "Cox PH (lifelines), Wald CI and p"}
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointResult:
+    """One discontinuation endpoint.
+
+    Attributes
+    ----------
+    endpoint : str
+        "any_reason" or "adverse_event".
+    arms : tuple of str
+        Arm order (compared arm, reference).
+    reference_arm : str
+    km : pandas.DataFrame
+        Kaplan–Meier rows, arm by arm: ``arm``, ``time``, ``n_risk``, ``n_event``, ``n_censor``, ``survival``,
+        ``std_err`` (SE of S), ``ci_low``, ``ci_high``.
+    at_times : pandas.DataFrame
+        The report table: ``arm``, ``time`` (each report month), ``n_risk``, ``n_event`` (since the previous
+        report month), ``survival``, ``std_err``, ``ci_low``, ``ci_high``.
+    medians : pandas.DataFrame, shape (2, 5)
+        ``arm``, ``n``, ``events``, ``median``, ``ci_low``, ``ci_high`` (months; NaN when not reached).
+    logrank : LogRankResult
+    cox : CoxResult or None
+        ``None`` when an arm has no event (infinite estimate).
+    conf_type : str
+    conf_level : float
+    """
+
+    endpoint: str
+    arms: tuple[str, ...]
+    reference_arm: str
+    km: pd.DataFrame = field(repr=False)
+    at_times: pd.DataFrame = field(repr=False)
+    medians: pd.DataFrame = field(repr=False)
+    logrank: LogRankResult = field(repr=False)
+    cox: CoxResult | None = None
+    conf_type: ConfType = "log"
+    conf_level: float = 0.95
+
+    def to_dict(self) -> dict:
+        """``{endpoint, km: [...], at_times: [...], medians: [...], logrank_p, logrank: {...}, cox_hr}``."""
+        return {"endpoint": self.endpoint, "arms": list(self.arms), "reference_arm": self.reference_arm,
+                "conf_type": self.conf_type, "conf_level": self.conf_level,
+                "km": frame_records(self.km), "at_times": frame_records(self.at_times),
+                "medians": frame_records(self.medians), "logrank_p": finite_or_none(self.logrank.p),
+                "logrank": self.logrank.to_dict(), "cox_hr": None if self.cox is None else self.cox.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class DiscontinuationResult:
+    """Both endpoints: ``any_reason`` (primary) and ``adverse_event``."""
+
+    any_reason: EndpointResult
+    adverse_event: EndpointResult
+
+    def to_dict(self) -> dict:
+        """results.json's ``discontinuation``: the any-reason endpoint's keys (``km``, ``logrank_p``,
+        ``cox_hr``, ...) at top level, and the adverse-event endpoint under ``adverse_event``."""
+        out = self.any_reason.to_dict()
+        out["adverse_event"] = self.adverse_event.to_dict()
+        return out
+
+    def km_table(self) -> pd.DataFrame:
+        """Both endpoints' Kaplan–Meier rows stacked, with a first column ``analysis`` ("any_reason",
+        "adverse_event")."""
+        return pd.concat([e.km.assign(analysis=e.endpoint) for e in (self.any_reason, self.adverse_event)],
+                         ignore_index=True)[["analysis", *self.any_reason.km.columns]]
+
+    def at_times_table(self) -> pd.DataFrame:
+        """Both endpoints' report-month tables stacked, with a first column ``analysis``."""
+        return pd.concat([e.at_times.assign(analysis=e.endpoint) for e in (self.any_reason, self.adverse_event)],
+                         ignore_index=True)[["analysis", *self.any_reason.at_times.columns]]
+
+
+def cox_two_arms(months: np.ndarray, event: np.ndarray, is_arm: np.ndarray, term: str,
+                 conf_level: float = 0.95) -> CoxResult | None:
+    """Cox model ``Surv(months, event) ~ arm`` with Efron ties via lifelines; ``None`` if an arm has no event.
+
+    Parameters
+    ----------
+    months, event, is_arm : numpy.ndarray, shape (n,)
+        Times, event indicators, and 1 for the compared arm / 0 for the reference.
+    term : str
+        Name of the coefficient (R's "armAZA").
+    """
+    from lifelines import CoxPHFitter  # imported here: lifelines is slow to import and only needed for this fit
+
+    event = event.astype(bool)
+    is_arm = is_arm.astype(bool)
+    if not event[is_arm].any() or not event[~is_arm].any():
+        return None
+    df = pd.DataFrame({"months": months.astype(float), "event": event.astype(int), "x": is_arm.astype(float)})
+    from lifelines.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitter = CoxPHFitter().fit(df, duration_col="months", event_col="event", fit_options=COX_FIT_OPTIONS)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    coef = float(fitter.params_["x"])
+    se = float(fitter.standard_errors_["x"])
+    zq = float(stats.norm.ppf(1 - (1 - conf_level) / 2))
+    z = coef / se
+    loglik_null = float(fitter.log_likelihood_ - fitter.log_likelihood_ratio_test().test_statistic / 2)
+    return CoxResult(term=term, coef=coef, se=se, z=z, p=float(2 * stats.norm.sf(abs(z))),
+                     hazard_ratio=math.exp(coef), ci_low=math.exp(coef - zq * se), ci_high=math.exp(coef + zq * se),
+                     loglik_null=loglik_null, loglik=float(fitter.log_likelihood_), n=len(df),
+                     n_events=int(event.sum()), converged=converged, conf_level=conf_level)
+
+
+def _endpoint(name: str, data: pd.DataFrame, event: np.ndarray, order: list[str], reference_arm: str,
+              report_months, conf_type: ConfType, conf_level: float) -> EndpointResult:
+    km_frames, at_frames, medians = [], [], []
+    months = data["months"].to_numpy(dtype=float)
+    arm = data["arm"].to_numpy()
+    for a in order:
+        sel = arm == a
+        km = kaplan_meier(months[sel], event[sel], conf_type, conf_level)
+        km_frames.append(km.table.assign(arm=a))
+        at_frames.append(km.at(report_months).assign(arm=a))
+        medians.append({"arm": a, "n": int(sel.sum()), "events": int(event[sel].sum()), **km.median()})
+    km_cols = ["arm", "time", "n_risk", "n_event", "n_censor", "survival", "std_err", "ci_low", "ci_high"]
+    at_cols = ["arm", "time", "n_risk", "n_event", "survival", "std_err", "ci_low", "ci_high"]
+    km_table = pd.concat(km_frames, ignore_index=True)[km_cols]
+    at_table = pd.concat(at_frames, ignore_index=True)[at_cols]
+    med = pd.DataFrame(medians, columns=["arm", "n", "events", "median", "ci_low", "ci_high"])
+    med[["median", "ci_low", "ci_high"]] = med[["median", "ci_low", "ci_high"]].astype(float)
+    logrank = logrank_test(months, event, arm, groups=order)
+    cox = cox_two_arms(months, event, arm == order[0], f"arm{order[0]}", conf_level)
+    return EndpointResult(name, tuple(order), reference_arm, km_table, at_table, med, logrank, cox, conf_type,
+                          conf_level)
+
+
+def discontinuation(times: pd.DataFrame, arms: list[str], reference_arm: str, *,
+                    report_months=REPORT_MONTHS, conf_type: ConfType = "log",
+                    conf_level: float = 0.95) -> DiscontinuationResult:
+    """Time to stopping the arm drug, for any reason and for adverse events alone.
+
+    Parameters
+    ----------
+    times : pandas.DataFrame, shape (n_patients, 5)
+        One row per cohort patient: ``patient_id`` (unique), ``arm`` (one of ``arms``), ``months`` (from index
+        to the stop, or to censoring at the end of follow-up; ≥ 0), ``event`` (bool: the arm drug was stopped
+        at ``months``), ``reason`` (the stop reason for events — ``adverse_event``, ``inefficacy``,
+        ``remission``, ``other``, ``unknown``; ignored for censored rows).
+    arms : list of str, length 2
+        The two arms (e.g. ``["AZA", "MMF"]``).
+    reference_arm : str
+        The reference (e.g. "MMF"); the hazard ratio is the other arm versus it.
+    report_months : sequence of float
+        Times of the report table (0, 12, 24, 36, 48, 60).
+    conf_type : {"log", "log-log", "plain"}
+        Kaplan–Meier interval ("log", R's ``survfit`` default).
+    conf_level : float
+        Level of every interval (0.95).
+
+    Returns
+    -------
+    DiscontinuationResult
+
+    Raises
+    ------
+    ValueError
+        Missing columns, unknown arms, duplicated patients, negative or missing times, non-boolean events.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"patient_id": list("abcdef"), "arm": ["AZA"] * 3 + ["MMF"] * 3,
+    ...                   "months": [3.0, 10.0, 60.0, 12.0, 40.0, 60.0],
+    ...                   "event": [True, True, False, True, False, False],
+    ...                   "reason": ["adverse_event", "inefficacy", None, "adverse_event", None, None]})
+    >>> res = discontinuation(t, ["AZA", "MMF"], "MMF")
+    >>> res.any_reason.at_times.query("time == 12")[["arm", "n_risk", "survival"]].round(4).values.tolist()
+    [['AZA', 1, 0.3333], ['MMF', 3, 0.6667]]
+    """
+    arms = [str(a) for a in arms]
+    if len(arms) != 2 or arms[0] == arms[1] or reference_arm not in arms:
+        raise ValueError(f"arms must be two distinct arms including reference_arm {reference_arm!r}, got {arms}")
+    order = [arms[0] if arms[1] == reference_arm else arms[1], reference_arm]
+    absent = [c for c in ("patient_id", "arm", "months", "event", "reason") if c not in times.columns]
+    if absent:
+        raise ValueError(f"times has no column(s) {absent}")
+    data = times[["patient_id", "arm", "months", "event", "reason"]].copy()
+    data["arm"] = data["arm"].astype("string")
+    unknown = sorted(set(data["arm"].fillna("<missing>")) - set(arms))
+    if unknown:
+        raise ValueError(f"times.arm has values that are not arms {arms}: {unknown}")
+    if data["patient_id"].duplicated().any():
+        raise ValueError("times.patient_id must be unique")
+    months = pd.to_numeric(data["months"], errors="coerce")
+    if months.isna().any() or (months < 0).any() or not np.isfinite(months.to_numpy(dtype=float)).all():
+        raise ValueError("times.months must be present, finite and >= 0")
+    data["months"] = months.astype(float)
+    ev = data["event"]
+    if ev.isna().any() or not set(pd.unique(ev)) <= {True, False, 0, 1}:
+        raise ValueError("times.event must be true/false for every patient")
+    any_event = ev.astype(bool).to_numpy()
+    ae_event = any_event & (data["reason"].astype("string").fillna("").str.strip().str.lower() == AE_REASON).to_numpy()
+    common = {"order": order, "reference_arm": reference_arm, "report_months": tuple(report_months),
+              "conf_type": conf_type, "conf_level": conf_level}
+    return DiscontinuationResult(
+        any_reason=_endpoint("any_reason", data, any_event, **common),
+        adverse_event=_endpoint("adverse_event", data, ae_event, **common))

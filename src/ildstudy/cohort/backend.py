@@ -1,0 +1,115 @@
+"""Open an Ibis connection to where the registry tables live.
+
+Accepted sources: a :class:`~ildstudy.data.Registry` (copied into a new in-memory DuckDB), an Ibis backend,
+a ``duckdb`` connection, a DuckDB file path (``study.duckdb`` or ``duckdb:///abs/path``) or a
+``postgresql://user:password@host:port/dbname`` URL. Queries run inside that database; only results come
+back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ildstudy.data.database import duckdb_path
+from ildstudy.data.registry import Registry
+from ildstudy.errors import IldStudyError
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def mask_password(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An Ibis backend and whether ildstudy opened it (and so must close it)."""
+
+    backend: object
+    owned: bool
+    name: str
+
+    def close(self) -> None:
+        if self.owned:
+            self.backend.disconnect()
+
+
+def connect(source) -> Connection:
+    """Open ``source`` (see the module docstring) as an Ibis backend; raise :class:`IldStudyError` when the
+    database cannot be reached or the source is not understood."""
+    import ibis
+    from ibis.backends import BaseBackend
+
+    if isinstance(source, Connection):
+        return Connection(source.backend, False, source.name)
+    if isinstance(source, Registry):
+        return Connection(ibis.duckdb.from_connection(source.to_duckdb()), True, "duckdb (in memory)")
+    if isinstance(source, BaseBackend):
+        return Connection(source, False, source.name)
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - duckdb is a dependency
+        duckdb = None
+    if duckdb is not None and isinstance(source, duckdb.DuckDBPyConnection):
+        return Connection(ibis.duckdb.from_connection(source), False, "duckdb")
+    if not isinstance(source, (str, Path)):
+        raise IldStudyError(f"cannot read registry tables from a {type(source).__name__}")
+    text = str(source)
+    if text.startswith(POSTGRES_SCHEMES):
+        url = "postgresql://" + text.split("://", 1)[1]
+        try:
+            return Connection(ibis.connect(url), True, mask_password(url))
+        except Exception as exc:  # connection refused, bad password, unknown database, ...
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise IldStudyError(f"--db {mask_password(url)}: cannot connect: {detail}") from None
+    path = duckdb_path(text)
+    if path is None:
+        raise IldStudyError(f"--db {mask_password(text)}: not a DuckDB file path or postgresql:// URL")
+    if not path.exists():
+        raise IldStudyError(f"--db {path}: no such DuckDB file (create it with `ildstudy load DATA --db {path}`)")
+    try:
+        return Connection(ibis.duckdb.connect(str(path), read_only=True), True, str(path))
+    except Exception as exc:
+        raise IldStudyError(f"--db {path}: cannot open the DuckDB file: {exc}") from None
+
+
+class TempTables:
+    """Intermediate results stored as temporary tables inside the database, dropped by :meth:`drop_all`.
+
+    Storing the normalised medications and the per-patient status once keeps every later query small
+    (Ibis compiles small expressions quickly) and lets the database compute each intermediate result once.
+    Temporary tables live in the session only; they work on read-only DuckDB files too.
+    """
+
+    def __init__(self, backend) -> None:
+        import uuid
+
+        self.backend = backend
+        self.names: list[str] = []
+        self._tag = uuid.uuid4().hex[:10]
+
+    def store(self, expr, stem: str):
+        """Run ``expr`` into a new temporary table and return that table as an Ibis expression."""
+        name = f"_ildstudy_{stem}_{self._tag}"
+        sql = self.backend.compile(expr)
+        self._run(f'CREATE TEMPORARY TABLE "{name}" AS {sql}')
+        self.names.append(name)
+        stored = self.backend.table(name)
+        # The database may have typed a column differently (a literal 0.0 is DECIMAL(3,1) in DuckDB):
+        # cast back to the expression's types.
+        wanted, got = expr.schema(), stored.schema()
+        fixes = {c: stored[c].cast(t) for c, t in wanted.items() if got[c] != t}
+        return stored.mutate(**fixes) if fixes else stored
+
+    def drop_all(self) -> None:
+        while self.names:
+            self._run(f'DROP TABLE IF EXISTS "{self.names.pop()}"')
+
+    def _run(self, sql: str) -> None:
+        result = self.backend.raw_sql(sql)
+        close = getattr(result, "close", None)
+        if close is not None and self.backend.name != "duckdb":  # a DB-API cursor (PostgreSQL)
+            close()

@@ -1,0 +1,159 @@
+"""``build_cohort``: run the cohort expressions on a backend and collect the analysis tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from ildstudy.cohort.attrition import attrition_table, check_accounting
+from ildstudy.cohort.backend import Connection, TempTables, connect
+from ildstudy.cohort.source import Sources
+from ildstudy.cohort.steps import STEP_IDS, patient_status
+from ildstudy.cohort.tables import (DOSE_OUTCOME, PFT_OUTCOMES, adverse_events_table, cohort_doses,
+                                    missing_dose_count, outcomes_table, patients_table)
+from ildstudy.errors import DataError, Problem
+from ildstudy.protocol import Protocol, load_protocol
+from ildstudy.reference.drugs import DrugNames
+
+# Column types of the returned tables: identical whatever the backend.
+PATIENT_TYPES = {
+    "patient_id": "str", "arm": "str", "index_date": "date", "age": "float", "sex": "str", "diagnosis": "str",
+    "antisynthetase": "bool", "smoking": "str", "baseline_fvc_pct_pred": "float",
+    "baseline_dlco_pct_pred": "float", "baseline_prednisone_mg": "float", "follow_up_months": "float",
+    "follow_up_end": "str", "treatment_months": "float", "discontinued": "bool", "treatment_end": "str",
+    "stop_reason": "str",
+}
+OUTCOME_TYPES = {"patient_id": "str", "outcome": "str", "months": "float", "value": "float"}
+AE_TYPES = {"patient_id": "str", "months": "float", "category": "str", "drug": "str", "serious": "boolean",
+            "led_to_discontinuation": "boolean"}
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A built cohort: attrition, analysis tables and warnings. See :mod:`ildstudy.cohort`."""
+
+    protocol: Protocol
+    attrition: pd.DataFrame
+    patients: pd.DataFrame
+    outcomes: pd.DataFrame
+    adverse_events: pd.DataFrame
+    excluded: pd.DataFrame
+    warnings: tuple[Problem, ...]
+    backend: str
+
+    @property
+    def arm_counts(self) -> dict[str, int]:
+        """Cohort patients per arm, in protocol order: ``{"AZA": 66, "MMF": 44}``."""
+        counts = self.patients["arm"].value_counts()
+        return {a.name: int(counts.get(a.name, 0)) for a in self.protocol.arms}
+
+    def attrition_records(self) -> list[dict]:
+        """The attrition table as ``results.json`` writes it: ``[{step, reason, excluded, remaining: {ARM: n}}]``
+        (``remaining`` per arm is ``None`` before the arm is known; ``remaining_total`` is the row total)."""
+        out = []
+        for row in self.attrition.itertuples(index=False):
+            r = row._asdict()
+            out.append({"step": r["step"], "reason": r["reason"], "excluded": int(r["excluded"]),
+                        "remaining": {a.name: (None if pd.isna(r[f"remaining_{a.name}"])
+                                               else int(r[f"remaining_{a.name}"])) for a in self.protocol.arms},
+                        "remaining_total": int(r["remaining"])})
+        return out
+
+
+def build_cohort(source, protocol: Protocol | str | Path = "huapaya2019") -> Cohort:
+    """Build the cohort of ``protocol`` from the registry tables in ``source``. See :mod:`ildstudy.cohort`."""
+    if not isinstance(protocol, Protocol):
+        protocol = load_protocol(protocol)
+    conn = connect(source)
+    try:
+        return _build(conn, protocol)
+    finally:
+        conn.close()
+
+
+def _build(conn: Connection, protocol: Protocol) -> Cohort:
+    con = conn.backend
+    temp = TempTables(con)
+    try:
+        return _build_in(conn, temp, protocol)
+    finally:
+        temp.drop_all()
+
+
+def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
+    con = conn.backend
+    arms = [a.name for a in protocol.arms]
+    src = Sources.open(con, DrugNames.from_protocol(protocol))
+    registry_ids = _registry_ids(con, src)
+    warnings = list(src.drug_name_problems(con))
+    # Intermediate results stay in the database as temporary tables.
+    src = replace(src, medications=temp.store(src.medications, "medications"))
+    status_expr = temp.store(patient_status(src, protocol), "status")
+    doses = temp.store(cohort_doses(src, status_expr, protocol), "doses")
+
+    status = _typed(con.execute(status_expr.select("patient_id", "arm", "step")),
+                    {"patient_id": "str", "arm": "str", "step": "str"})
+    patients = _typed(con.execute(patients_table(src, status_expr, doses, protocol)), PATIENT_TYPES)
+    patients = _sorted(patients, ["patient_id"])
+    outcomes = _typed(con.execute(outcomes_table(src, status_expr, doses, protocol)), OUTCOME_TYPES)
+    order = {n: i for i, n in enumerate((*PFT_OUTCOMES, DOSE_OUTCOME))}
+    outcomes = _sorted(outcomes.assign(_o=outcomes["outcome"].map(order)),
+                       ["_o", "patient_id", "months", "value"]).drop(columns="_o")
+    adverse = _typed(con.execute(adverse_events_table(src, status_expr, protocol)), AE_TYPES)
+    adverse = _sorted(adverse, list(AE_TYPES))
+
+    excluded = status.loc[status["step"].notna(), ["patient_id", "step"]]
+    excluded = _sorted(excluded.assign(_s=excluded["step"].map({s: i for i, s in enumerate(STEP_IDS)})),
+                       ["_s", "patient_id"]).drop(columns="_s")
+    attrition = attrition_table(status, arms)
+    check_accounting(registry_ids, status, patients, excluded, attrition, arms)
+
+    n_missing = con.execute(missing_dose_count(doses))
+    n_missing = 0 if n_missing is None or pd.isna(n_missing) else int(n_missing)
+    if n_missing:
+        warnings.append(Problem("medications", None, "daily_dose_mg", None,
+                                f"{n_missing} prednisone-equivalent dose evaluation(s) left missing: a "
+                                "glucocorticoid prescription active that day has no daily_dose_mg",
+                                severity="warning"))
+    return Cohort(protocol, attrition, patients, outcomes, adverse, excluded, tuple(warnings), conn.name)
+
+
+def _registry_ids(con, src: Sources) -> pd.Series:
+    ids = con.execute(src.patients.select("patient_id"))["patient_id"]
+    problems = []
+    if ids.isna().any():
+        problems.append(Problem("patients", None, "patient_id", None,
+                                f"{int(ids.isna().sum())} patient(s) without patient_id"))
+    dup = ids[ids.duplicated() & ids.notna()]
+    if len(dup):
+        problems.append(Problem("patients", None, "patient_id", str(dup.iloc[0]),
+                                f"duplicate patient_id ({dup.nunique()} id(s) appear more than once)"))
+    if problems:
+        raise DataError(problems)
+    return ids.astype(str)
+
+
+def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
+    """Exactly ``types``' columns, in order, with the same dtypes whatever the backend returned."""
+    out = {}
+    for col, kind in types.items():
+        s = frame[col]
+        if kind == "str":
+            out[col] = s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else str(v))
+        elif kind == "float":
+            out[col] = pd.to_numeric(s, errors="raise").astype("float64")
+        elif kind == "bool":
+            out[col] = s.astype(bool)
+        elif kind == "boolean":
+            out[col] = s.astype("boolean")
+        elif kind == "date":
+            out[col] = pd.to_datetime(s).astype("datetime64[ns]")
+        else:  # pragma: no cover - a typo in the tables above
+            raise ValueError(kind)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _sorted(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    return frame.sort_values(by, na_position="last", kind="mergesort").reset_index(drop=True)

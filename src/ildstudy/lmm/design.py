@@ -1,0 +1,351 @@
+"""Turn a parsed mixed-model formula and a DataFrame into the matrices X, Z, y and group codes.
+
+R conventions: string, categorical and boolean columns are factors (levels sorted, or as given by
+the caller, first level = reference, treatment contrasts); ``factor(x)`` in a formula makes a
+numeric column a factor; rows with a missing value in any column the model uses are dropped (as
+lme4's ``na.omit``) and counted; unused factor levels are dropped (as ``model.frame``). The fixed
+and random parts go through formulaic; its column names are translated to R's.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from formulaic import Formula, model_matrix
+from formulaic.errors import FormulaicError
+
+from ildstudy.errors import ModelError
+from ildstudy.lmm.formula import MixedFormula, r_column_name
+
+_FACTOR_CALL = re.compile(r"\b(?:as\.)?factor\(\s*`?([A-Za-z_.][A-Za-z0-9_.]*)`?\s*\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How the model's columns are encoded; reused to build rows for new data and emmeans grids.
+
+    Attributes
+    ----------
+    fixed : str
+        Fixed-part formula as given to formulaic (``factor(x)`` rewritten to a backticked column).
+    random : str
+        Random-part formula as given to formulaic.
+    factors : dict[str, tuple[str, ...]]
+        Level labels of every factor column the model uses (first = reference).
+    sources : dict[str, str]
+        For each factor column, the data column it comes from (``"factor(visit)" -> "visit"``).
+    numeric_means : dict[str, float]
+        Mean over the used rows of every numeric variable of the fixed part (emmeans' default).
+    fixed_variables : tuple[str, ...]
+        Variables of the fixed part in order of appearance (factor columns under their model name).
+    fixed_spec, random_spec : formulaic.ModelSpec
+        formulaic's specs, to build model matrices for new data with identical columns.
+    """
+
+    fixed: str
+    random: str
+    factors: dict[str, tuple[str, ...]]
+    sources: dict[str, str]
+    numeric_means: dict[str, float]
+    fixed_variables: tuple[str, ...]
+    fixed_spec: Any
+    random_spec: Any
+
+    def frame(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Return ``data`` with the model's factor columns encoded with the fitted levels."""
+        out = {}
+        for name, source in self.sources.items():
+            if source not in data.columns:
+                raise ModelError(f"column {source!r} is missing from the new data")
+            out[name] = _as_factor(data[source], name, list(self.factors[name]), drop_unused=False)
+        for name in data.columns:
+            if name not in out:
+                out[name] = data[name]
+        return pd.DataFrame(out, index=data.index)
+
+
+@dataclass(frozen=True, slots=True)
+class Design:
+    """Model matrices of one mixed model, rows in the order of the (NA-filtered) data.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, p)
+        Fixed-effects model matrix.
+    Z : ndarray, shape (n, q)
+        Random-effects model matrix of the single grouping factor (one row block per group).
+    y : ndarray, shape (n,)
+        Response.
+    group_codes : ndarray of int64, shape (n,)
+        Index of each row's group in ``group_levels``.
+    group_levels : ndarray, shape (G,)
+        Sorted distinct values of the grouping column.
+    fixed_names, random_names : tuple of str
+        Column names as R prints them (``(Intercept)``, ``armAZA``, ``months:armAZA``).
+    n_dropped : int
+        Rows dropped because a used column was missing.
+    encoding : Encoding
+        How to rebuild rows of X and Z for new data.
+    """
+
+    formula: MixedFormula
+    X: np.ndarray
+    Z: np.ndarray
+    y: np.ndarray
+    group_codes: np.ndarray
+    group_levels: np.ndarray
+    fixed_names: tuple[str, ...]
+    random_names: tuple[str, ...]
+    n_dropped: int
+    encoding: Encoding
+
+
+def build_design(
+    formula: MixedFormula,
+    data: pd.DataFrame,
+    factor_levels: dict[str, list] | None = None,
+) -> Design:
+    """Build X, Z, y and group codes for ``formula`` on ``data``.
+
+    Parameters
+    ----------
+    formula : MixedFormula
+        From :func:`ildstudy.lmm.formula.parse_formula`.
+    data : DataFrame
+        One row per observation.
+    factor_levels : dict, optional
+        Explicit level order for factor columns, e.g. ``{"arm": ["MMF", "AZA"]}`` (first = reference).
+        A numeric column listed here becomes a factor.
+
+    Raises
+    ------
+    ModelError
+        Missing column, non-numeric response, unknown level, no rows left, non-finite model matrix.
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise ModelError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    factor_levels = dict(factor_levels or {})
+    fixed, fixed_factor_calls = _rewrite_factor_calls(formula.fixed)
+    random, random_factor_calls = _rewrite_factor_calls(formula.random)
+    factor_calls = {**fixed_factor_calls, **random_factor_calls}
+    fixed_vars = _variables(fixed, data, factor_calls, "fixed")
+    random_vars = _variables(random, data, factor_calls, "random-effects")
+    used = _unique([formula.response, formula.group, *fixed_vars, *random_vars])
+    missing = [c for c in used if c not in data.columns]
+    if missing:
+        raise ModelError(
+            f"column(s) {', '.join(map(repr, missing))} named in the formula are not in the data "
+            f"(columns: {', '.join(map(str, data.columns))})"
+        )
+    for name in factor_levels:
+        if name not in used and name not in factor_calls:
+            raise ModelError(f"factor_levels names {name!r}, which the formula does not use")
+
+    frame = data[used]
+    keep = frame.notna().all(axis=1).to_numpy()
+    n_dropped = int((~keep).sum())
+    if n_dropped:
+        frame = frame.loc[keep]
+    if len(frame) == 0:
+        raise ModelError("no rows left after dropping rows with missing values in the model's columns")
+
+    y = _response(frame[formula.response], formula.response)
+    factors: dict[str, tuple[str, ...]] = {}
+    sources: dict[str, str] = {}
+    columns: dict[str, Any] = {}
+    for name in _unique([*fixed_vars, *random_vars]):
+        column = frame[name]
+        if name in factor_levels or _is_factor_like(column):
+            encoded = _as_factor(column, name, factor_levels.get(name), drop_unused=True)
+            factors[name], sources[name] = tuple(encoded.categories), name
+            columns[name] = encoded
+        else:
+            columns[name] = pd.to_numeric(column).astype(np.float64)
+    for model_name, source in factor_calls.items():
+        levels = factor_levels.get(model_name, factor_levels.get(source))
+        encoded = _as_factor(frame[source], model_name, levels, drop_unused=True)
+        factors[model_name], sources[model_name] = tuple(encoded.categories), source
+        columns[model_name] = encoded
+    model_frame = pd.DataFrame(columns, index=frame.index)
+
+    X, fixed_spec = _model_matrix(fixed, model_frame, "fixed")
+    Z, random_spec = _model_matrix(random, model_frame, "random-effects")
+    if Z.shape[1] == 0:
+        raise ModelError(f"the random-effects term ({formula.random} | {formula.group}) has no columns")
+    group_codes, group_levels = _group_codes(frame[formula.group])
+    numeric_means = {
+        name: float(col.mean()) for name, col in columns.items()
+        if name not in factors and name in fixed_vars
+    }
+    model_vars = [v for v in fixed_vars if v in columns] + [
+        name for name in factor_calls if f"`{name}`" in fixed
+    ]
+    ordered_vars = tuple(_order_of_appearance(fixed, _unique(model_vars)))
+    encoding = Encoding(
+        fixed=fixed,
+        random=random,
+        factors=factors,
+        sources=sources,
+        numeric_means=numeric_means,
+        fixed_variables=ordered_vars,
+        fixed_spec=fixed_spec,
+        random_spec=random_spec,
+    )
+    return Design(
+        formula=formula,
+        X=X,
+        Z=Z,
+        y=y,
+        group_codes=group_codes,
+        group_levels=group_levels,
+        fixed_names=tuple(r_column_name(c) for c in fixed_spec.column_names),
+        random_names=tuple(r_column_name(c) for c in random_spec.column_names),
+        n_dropped=n_dropped,
+        encoding=encoding,
+    )
+
+
+def model_rows(encoding: Encoding, data: pd.DataFrame, part: str = "fixed") -> np.ndarray:
+    """Rows of X (``part="fixed"``) or Z (``"random"``) for new data, columns as in the fit.
+
+    Returns
+    -------
+    ndarray, shape (len(data), p) or (len(data), q)
+    """
+    spec = encoding.fixed_spec if part == "fixed" else encoding.random_spec
+    frame = encoding.frame(data)
+    try:
+        matrix = spec.get_model_matrix(frame, output="numpy", na_action="raise")
+    except FormulaicError as exc:
+        raise ModelError(f"cannot build the {part} model matrix for the new data: {exc}") from None
+    except ValueError as exc:
+        raise ModelError(f"cannot build the {part} model matrix for the new data: {exc}") from None
+    return np.asarray(matrix, dtype=np.float64)
+
+
+def _rewrite_factor_calls(text: str) -> tuple[str, dict[str, str]]:
+    """Replace ``factor(x)`` by a backticked column ``factor(x)``; return the mapping to ``x``."""
+    calls: dict[str, str] = {}
+
+    def replace(match: re.Match) -> str:
+        name = f"factor({match.group(1)})"
+        calls[name] = match.group(1)
+        return f"`{name}`"
+
+    return _FACTOR_CALL.sub(replace, text), calls
+
+
+def _variables(text: str, data: pd.DataFrame, factor_calls: dict[str, str], part: str) -> list[str]:
+    try:
+        required = Formula(text).required_variables
+    except FormulaicError as exc:
+        raise ModelError(f"cannot parse the {part} part {text!r}: {exc}") from None
+    names = [str(v) for v in required]
+    out = []
+    for name in names:
+        if name in factor_calls:
+            continue  # a derived factor column; its source is added below
+        out.append(name)
+    out.extend(source for model_name, source in factor_calls.items() if f"`{model_name}`" in text)
+    return _order_of_appearance(text, _unique(out))
+
+
+def _order_of_appearance(text: str, names: list[str]) -> list[str]:
+    def position(name: str) -> int:
+        match = re.search(rf"(?<![A-Za-z0-9_.]){re.escape(name)}(?![A-Za-z0-9_.])", text)
+        return match.start() if match else len(text)
+
+    return sorted(names, key=position)
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _response(column: pd.Series, name: str) -> np.ndarray:
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        raise ModelError(f"response {name!r} must be numeric, got values like {column.iloc[0]!r}")
+    y = column.to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(y)):
+        raise ModelError(f"response {name!r} has infinite values")
+    return y
+
+
+def _is_factor_like(column: pd.Series) -> bool:
+    dtype = column.dtype
+    return (
+        isinstance(dtype, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+    )
+
+
+def level_label(value: Any) -> str:
+    """Print a level as R would: TRUE/FALSE, integers without '.0', strings unchanged."""
+    if isinstance(value, (bool, np.bool_)):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() else f"{float(value):.15g}"
+    return str(value)
+
+
+def _as_factor(
+    column: pd.Series, name: str, levels: list | None, drop_unused: bool
+) -> pd.Categorical:
+    """Encode a column as a Categorical of string labels in R's level order.
+
+    ``levels`` (if given) fixes the order; otherwise a categorical keeps its order and anything
+    else is sorted. With ``drop_unused`` levels absent from the column are dropped, as R's
+    ``model.frame(drop.unused.levels = TRUE)`` does; a value outside ``levels`` is an error.
+    Labels are computed on the distinct values only, so this is fast on millions of rows.
+    """
+    codes, uniques = pd.factorize(column, sort=False)
+    uniques = list(uniques)
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        natural = [level_label(v) for v in column.cat.categories]
+    else:
+        try:
+            ordered = sorted(uniques)
+        except TypeError:
+            ordered = sorted(uniques, key=str)
+        natural = _unique([level_label(v) for v in ordered])
+    labels = [level_label(v) for v in uniques]
+    order = natural if levels is None else _unique([level_label(v) for v in levels])
+    unknown = sorted(set(labels) - set(order))
+    if unknown:
+        raise ModelError(
+            f"column {name!r} has value(s) {', '.join(map(repr, unknown[:5]))} not among its "
+            f"levels {order}"
+        )
+    if drop_unused:
+        order = [level for level in order if level in set(labels)]
+    position = {level: i for i, level in enumerate(order)}
+    lookup = np.array([position[label] for label in labels] + [-1], dtype=np.int64)
+    return pd.Categorical.from_codes(lookup[codes], categories=order)
+
+
+def _model_matrix(text: str, frame: pd.DataFrame, part: str) -> tuple[np.ndarray, Any]:
+    try:
+        matrix = model_matrix(text, frame, output="numpy", na_action="ignore")
+    except FormulaicError as exc:
+        raise ModelError(f"cannot build the {part} model matrix from {text!r}: {exc}") from None
+    spec = matrix.model_spec
+    array = np.ascontiguousarray(np.asarray(matrix, dtype=np.float64))
+    if array.ndim != 2 or array.shape[0] != len(frame):
+        raise ModelError(f"the {part} part {text!r} did not give one model-matrix row per observation")
+    if not np.all(np.isfinite(array)):
+        raise ModelError(f"the {part} part {text!r} produced non-finite values (e.g. log of 0)")
+    return array, spec
+
+
+def _group_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        codes, levels = pd.factorize(column, sort=True)
+    except TypeError:
+        codes, levels = pd.factorize(column.astype(str), sort=True)
+    return codes.astype(np.int64), np.asarray(levels)

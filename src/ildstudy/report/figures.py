@@ -1,0 +1,220 @@
+"""The report's figures: outcome trajectories, the forest plot of contrasts, adverse events, KM curves.
+
+Every figure is drawn on a pyplot-free :class:`matplotlib.figure.Figure` (Agg for PNG) inside
+:func:`matplotlib.rc_context`, so nothing global changes, and saved as SVG (text kept as text,
+fixed hash salt, no date: identical bytes on rerun) and 300-dpi PNG. matplotlib is imported only
+inside these functions. Arms have the colours of :data:`ildstudy.report.style.ARM_COLOURS`.
+
+>>> from pathlib import Path                                    # doctest: +SKIP
+>>> figs = render_figures(result, Path("out/figures"))          # doctest: +SKIP
+>>> [f.name for f in figs]                                      # doctest: +SKIP
+['trajectory_fvc_pct_pred', ..., 'forest_differences', 'adverse_events', 'discontinuation_km']
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ildstudy.analysis.result import OutcomeResult, StudyResult
+from ildstudy.report import extract
+from ildstudy.report.formatting import fmt_month, significant
+from ildstudy.report.style import GRID, NEUTRAL, PNG_DPI, arm_colours, matplotlib_rc, outcome_unit
+
+#: At most this many patients' observed trajectories are drawn per arm (evenly spaced by series).
+MAX_SERIES_PER_ARM = 400
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedFigure:
+    """One figure as written to ``figures/``.
+
+    Attributes
+    ----------
+    name : file stem (``figures/<name>.svg`` and ``.png``).
+    title, caption : plain text for the report (escaped by the template).
+    svg : the SVG document exactly as written.
+    paths : the SVG and PNG files.
+    """
+
+    name: str
+    title: str
+    caption: str
+    svg: str
+    paths: tuple[Path, Path]
+
+
+def render_figures(result: StudyResult, folder: Path) -> list[RenderedFigure]:
+    """Draw every figure of the report and write it to ``folder`` as SVG and PNG.
+
+    Parameters
+    ----------
+    result : the study result.
+    folder : the ``figures/`` folder (created if needed).
+
+    Returns
+    -------
+    list of :class:`RenderedFigure`, in report order: one trajectory per outcome, the forest plot,
+    adverse events, discontinuation curves (the last two only when their data are present).
+    """
+    import matplotlib
+
+    from ildstudy.report import figures_events
+
+    folder.mkdir(parents=True, exist_ok=True)
+    arms = extract.arm_names(result)
+    colours = arm_colours(arms)
+    out: list[RenderedFigure] = []
+    with matplotlib.rc_context(matplotlib_rc()):
+        for outcome in result.outcomes.values():
+            fig = trajectory_figure(result, outcome, colours)
+            out.append(_save(fig, folder, f"trajectory_{outcome.name}", f"{outcome.label}: trajectories",
+                             _trajectory_caption(result, outcome)))
+        if result.outcomes:
+            fig = forest_figure(result)
+            out.append(_save(fig, folder, "forest_differences",
+                             f"Adjusted differences {extract.contrast_label(result)}", _forest_caption(result)))
+        if result.adverse_events and result.adverse_events.get("by_arm"):
+            fig = figures_events.adverse_event_figure(result, colours)
+            out.append(_save(fig, folder, "adverse_events", "Adverse events by arm and category",
+                             figures_events.adverse_event_caption(result)))
+        if extract.km_analyses(result):
+            fig = figures_events.km_figure(result, colours)
+            out.append(_save(fig, folder, "discontinuation_km", "Time to treatment discontinuation",
+                             figures_events.km_caption(result)))
+    return out
+
+
+def _save(fig, folder: Path, name: str, title: str, caption: str) -> RenderedFigure:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
+    svg = buf.getvalue()
+    svg_path, png_path = folder / f"{name}.svg", folder / f"{name}.png"
+    with open(svg_path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(svg)
+    fig.savefig(png_path, format="png", dpi=PNG_DPI, facecolor="white")
+    return RenderedFigure(name=name, title=title, caption=caption, svg=svg, paths=(svg_path, png_path))
+
+
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _month_ticks(result: StudyResult) -> list[float]:
+    return [float(m) for m in result.protocol.analysis.contrast_months]
+
+
+def _sample_series(ids: np.ndarray, limit: int) -> np.ndarray:
+    ids = np.unique(ids)
+    if len(ids) <= limit:
+        return ids
+    return ids[np.linspace(0, len(ids) - 1, limit).round().astype(int)]
+
+
+def trajectory_figure(result: StudyResult, outcome: OutcomeResult, colours: dict[str, str]):
+    """Marginal means with 95% CI bands per arm over months, observed patient values faintly behind."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    arms = list(colours)
+    fig = Figure(figsize=(6.6, 4.0))
+    ax = fig.add_subplot()
+    obs = outcome.observed
+    sampled = False
+    if obs is not None and not obs.empty:
+        for arm in arms:
+            sub = obs[obs["arm"].astype(str) == arm]
+            keep = _sample_series(sub["series"].to_numpy(), MAX_SERIES_PER_ARM)
+            sampled |= len(keep) < sub["series"].nunique()
+            sub = sub[sub["series"].isin(keep)].sort_values(["series", "months"], kind="mergesort")
+            segs = [g[["months", "value"]].to_numpy(float) for _, g in sub.groupby("series", sort=True)]
+            ax.add_collection(LineCollection(segs, colors=colours[arm], linewidths=0.5, alpha=0.14,
+                                             zorder=1))
+            ax.scatter(sub["months"], sub["value"], s=3.5, color=colours[arm], alpha=0.22, linewidths=0,
+                       zorder=1)
+    mm = outcome.marginal_means
+    handles = []
+    for arm in arms:
+        sub = mm[mm["arm"].astype(str) == arm].sort_values("month", kind="mergesort")
+        if sub.empty:
+            continue
+        x = sub["month"].to_numpy(float)
+        ax.fill_between(x, sub["ci_low"].to_numpy(float), sub["ci_high"].to_numpy(float),
+                        color=colours[arm], alpha=0.2, linewidth=0, zorder=2)
+        ax.plot(x, sub["estimate"].to_numpy(float), color=colours[arm], linewidth=2.4, marker="o",
+                markersize=4.5, zorder=3)
+        n = result.arms.get(arm)
+        handles.append(Line2D([], [], color=colours[arm], linewidth=2.4, marker="o", markersize=4.5,
+                              label=f"{arm} (n = {n}): adjusted mean, 95% CI" if n else arm))
+    handles.append(Line2D([], [], color="#777777", linewidth=0.8, alpha=0.6,
+                          label="observed values, one line per patient" + (" (sample)" if sampled else "")))
+    ticks = _month_ticks(result)
+    ax.set_xticks(ticks, [fmt_month(t) for t in ticks])
+    ax.set_xlim(-1.5, max(float(result.protocol.follow_up.max_months), ticks[-1]) + 1.5)
+    ax.set_xlabel("Months since treatment start")
+    ax.set_ylabel(_wrap(outcome.label, 40))
+    ax.yaxis.grid(True, color=GRID, linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8.5)
+    return fig
+
+
+def _trajectory_caption(result: StudyResult, outcome: OutcomeResult) -> str:
+    return (f"{outcome.label}: adjusted marginal means (lines and points) with 95% confidence bands per arm "
+            f"from the linear mixed-effects model, at months "
+            f"{', '.join(fmt_month(m) for m in result.protocol.analysis.contrast_months)}. "
+            "Faint lines and dots behind are the observed values, one line per patient.")
+
+
+def forest_figure(result: StudyResult):
+    """AZA − MMF adjusted differences with 95% CIs at each contrast month, one panel per outcome."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    outcomes = list(result.outcomes.values())
+    months = _month_ticks(result)
+    ypos = {m: len(months) - 1 - i for i, m in enumerate(months)}
+    fig = Figure(figsize=(2.9 * len(outcomes) + 0.8, 0.34 * len(months) + 1.9), layout="constrained")
+    axes = fig.subplots(1, len(outcomes), sharey=True, squeeze=False)[0]
+    treat = result.protocol.treatment_arm
+    for ax, outcome in zip(axes, outcomes):
+        d = outcome.arm_differences.sort_values("month", kind="mergesort")
+        d = d[d["month"].astype(float).isin(months)]
+        y = np.array([ypos[float(m)] for m in d["month"]])
+        est = d["estimate"].to_numpy(float)
+        lo, hi = d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float)
+        sig = np.array([significant(p) for p in d["p"]], dtype=bool)
+        ax.axvline(0.0, color=NEUTRAL, linestyle="--", linewidth=0.9, zorder=1)
+        ax.hlines(y, lo, hi, color=NEUTRAL, linewidth=1.5, zorder=2)
+        ax.scatter(est[sig], y[sig], marker="D", s=34, color=NEUTRAL, zorder=3)
+        ax.scatter(est[~sig], y[~sig], marker="D", s=34, facecolor="white", edgecolor=NEUTRAL,
+                   linewidths=1.3, zorder=3)
+        span = np.nanmax(np.abs(np.concatenate([lo, hi, [1.0]])))
+        ax.set_xlim(-1.08 * span, 1.08 * span)
+        ax.xaxis.grid(True, color=GRID, linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.set_title(_wrap(outcome.label, 30), loc="left")
+        unit = outcome_unit(outcome.name)
+        ax.set_xlabel(f"{extract.contrast_label(result)}{', ' + unit if unit else ''}\n"
+                      f"\u2190 lower in {treat}    higher in {treat} \u2192", fontsize=8.5)
+    axes[0].set_yticks(list(ypos.values()), [f"{fmt_month(m)} mo" for m in ypos])
+    axes[0].set_ylim(-0.6, len(months) - 0.4)
+    axes[0].set_ylabel("Months since treatment start")
+    fig.legend(handles=[
+        Line2D([], [], marker="D", linestyle="none", color=NEUTRAL, label="p < 0.05"),
+        Line2D([], [], marker="D", linestyle="none", markerfacecolor="white", markeredgecolor=NEUTRAL,
+               label="p \u2265 0.05"),
+        Line2D([], [], color=NEUTRAL, linewidth=1.5, label="95% CI"),
+    ], loc="outside lower center", ncol=3, fontsize=8.5)
+    return fig
+
+
+def _forest_caption(result: StudyResult) -> str:
+    return (f"Adjusted differences {extract.contrast_label(result)} (diamonds) with 95% confidence intervals "
+            "at each protocol month, from each outcome's mixed-effects model; filled diamonds: p < 0.05 "
+            "(not adjusted for multiple comparisons). The dashed line marks no difference.")

@@ -1,0 +1,285 @@
+"""Display models of the report's tables: plain dicts of already formatted text for the template.
+
+Nothing here is HTML: every value is a plain string that the template escapes. Each function reads
+one part of the :class:`~ildstudy.analysis.result.StudyResult` and returns rows in display order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ildstudy.analysis.result import OutcomeResult, StudyResult
+from ildstudy.report import extract
+from ildstudy.report.formatting import (
+    DASH,
+    fmt_cell,
+    fmt_ci,
+    fmt_general,
+    fmt_int,
+    fmt_month,
+    fmt_num,
+    fmt_p,
+    fmt_pct,
+    is_missing,
+    significant,
+)
+from ildstudy.report.style import arm_colours, outcome_unit
+from ildstudy.report.text import ae_test_name
+
+
+def arm_columns(result: StudyResult) -> list[dict[str, Any]]:
+    """One header per arm: name, long label, n, colour."""
+    labels = extract.arm_labels(result)
+    colours = arm_colours(extract.arm_names(result))
+    return [{"name": a, "label": labels.get(a, a), "n": fmt_int(result.arms.get(a)), "colour": colours[a]}
+            for a in extract.arm_names(result)]
+
+
+def key_results(result: StudyResult) -> dict[str, Any]:
+    """The compact box under the summary: headline differences, adverse events, discontinuation."""
+    month = extract.headline_month(result)
+    diffs = []
+    for o in result.outcomes.values():
+        row = extract.difference_at(o.arm_differences, month)
+        if row:
+            diffs.append({"label": o.label, "unit": outcome_unit(o.name),
+                          "estimate": fmt_num(row["estimate"], 1, sign=True),
+                          "ci": fmt_ci(row.get("ci_low"), row.get("ci_high")),
+                          "p": fmt_p(row.get("p")), "sig": significant(row.get("p"))})
+    ae = result.adverse_events or {}
+    by_arm = ae.get("by_arm") or {}
+    ae_arms = [{"name": a, "percent": fmt_pct(by_arm[a].get("percent")),
+                "count": f"{fmt_int(by_arm[a].get('patients_with_event'))}/{fmt_int(by_arm[a].get('n'))}"}
+               for a in extract.arm_names(result) if a in by_arm]
+    disc = []
+    for analysis in extract.km_analyses(result):
+        stats = extract.discontinuation_stats(result, analysis)
+        hr = stats.get("cox_hr") or {}
+        if not is_missing(hr.get("estimate")):
+            disc.append({"label": f"Discontinuation, {extract.KM_ANALYSES.get(analysis, analysis)}",
+                         "estimate": fmt_num(hr["estimate"], 2), "ci": fmt_ci(hr.get("ci_low"), hr.get("ci_high"), 2),
+                         "p": fmt_p(hr.get("p", stats.get("logrank_p"))),
+                         "sig": significant(hr.get("p", stats.get("logrank_p")))})
+    return {"month": fmt_month(month), "contrast": extract.contrast_label(result), "differences": diffs,
+            "ae_arms": ae_arms, "ae_p": fmt_p(ae.get("p")), "ae_sig": significant(ae.get("p")),
+            "ae_test": ae_test_name(ae.get("test")), "discontinuation": disc,
+            "treatment": result.protocol.treatment_arm, "reference": result.protocol.reference_arm}
+
+
+def flow(result: StudyResult) -> dict[str, Any]:
+    """STROBE-style flow from the attrition table: a start box, exclusion steps, one box per arm."""
+    arms = extract.arm_names(result)
+    att = result.attrition if result.attrition is not None else pd.DataFrame()
+    labels = extract.arm_labels(result)
+    if att.empty:
+        return {"start": None, "steps": [], "arms": []}
+
+    def count(v) -> int | None:
+        return None if is_missing(v) else int(v)
+
+    def split(rec) -> str:
+        parts = [f"{a} {count(rec.get(f'remaining_{a}'))}" for a in arms
+                 if count(rec.get(f"remaining_{a}")) is not None]
+        return " \u00b7 ".join(parts)
+
+    recs = att.to_dict(orient="records")
+    first = recs[0]
+    first_excluded = count(first.get("excluded")) or 0
+    start_n = (count(first.get("remaining_total")) or 0) + first_excluded
+    start_label = str(first.get("step", "")).replace("_", " ") if first_excluded == 0 else "Patients screened"
+    steps_recs = recs[1:] if first_excluded == 0 else recs
+    steps = []
+    for rec in steps_recs:
+        reason = str(rec.get("reason") or "") or str(rec.get("step", "")).replace("_", " ")
+        steps.append({"excluded": fmt_int(rec.get("excluded")), "reason": reason,
+                      "n": fmt_int(rec.get("remaining_total")), "split": split(rec)})
+    final = recs[-1]
+    arm_boxes = [{"name": a, "label": labels.get(a, a), "colour": arm_colours(arms)[a],
+                  "n": fmt_int(final.get(f"remaining_{a}", result.arms.get(a)))} for a in arms]
+    return {"start": {"label": start_label[:1].upper() + start_label[1:], "n": fmt_int(start_n),
+                      "split": split(first) if first_excluded == 0 else ""},
+            "steps": steps, "arms": arm_boxes}
+
+
+def table1(result: StudyResult) -> list[dict[str, Any]]:
+    """Table 1 rows: a variable row (with p, test, SMD, missing) and indented level rows."""
+    frame = result.table1
+    if frame is None or frame.empty:
+        return []
+    arms = extract.arm_names(result)
+    rows: list[dict[str, Any]] = []
+
+    def stats(rec) -> dict[str, str]:
+        return {"p": fmt_p(rec.get("p")) if not is_missing(rec.get("p")) else "",
+                "sig": significant(rec.get("p")), "test": fmt_cell(rec.get("test")),
+                "smd": fmt_num(rec.get("smd"), 2) if not is_missing(rec.get("smd")) else "",
+                "missing": fmt_cell(rec.get("missing"))}
+
+    for variable, group in frame.groupby("variable", sort=False):
+        recs = group.to_dict(orient="records")
+        levels = [str(r.get("level") or "") for r in recs]
+        cells = lambda r: [fmt_cell(r.get(a)) for a in arms]  # noqa: E731
+        if len(recs) == 1 and not levels[0]:
+            rows.append({"label": str(variable), "level": False, "cells": cells(recs[0]), **stats(recs[0])})
+            continue
+        rows.append({"label": str(variable), "level": False, "cells": [""] * len(arms), **stats(recs[0])})
+        for rec, level in zip(recs, levels):
+            rows.append({"label": level or DASH, "level": True, "cells": cells(rec),
+                         "p": "", "sig": False, "test": "", "smd": "", "missing": ""})
+    return rows
+
+
+def p_cell(p) -> str:
+    """``"p = 0.036"`` or ``"p < 0.001"`` with the exact (table) p-value."""
+    text = fmt_p(p)
+    return f"p {text[0]} {text[1:]}" if text[:1] in "<>" else f"p = {text}"
+
+
+def _at(frame: pd.DataFrame, arm: str | None, month: float) -> dict[str, Any] | None:
+    if frame is None or frame.empty:
+        return None
+    sel = np.isclose(frame["month"].astype(float), month)
+    if arm is not None:
+        sel &= frame["arm"].astype(str).to_numpy() == arm
+    rows = frame[sel]
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def contrasts(result: StudyResult, outcome: OutcomeResult) -> list[dict[str, Any]]:
+    """Per month: adjusted means and changes from month 0 per arm, the arm difference and its p."""
+    arms = extract.arm_names(result)
+    months = sorted({float(m) for m in outcome.marginal_means["month"]} |
+                    {float(m) for m in outcome.arm_differences["month"]})
+    rows = []
+    for m in months:
+        means, changes = [], []
+        for arm in arms:
+            mm = _at(outcome.marginal_means, arm, m)
+            means.append({"est": fmt_num(mm["estimate"]) if mm else DASH,
+                          "ci": fmt_ci(mm.get("ci_low"), mm.get("ci_high")) if mm else ""})
+            ch = _at(outcome.change_from_baseline, arm, m)
+            if ch and m > 0:
+                changes.append({"est": fmt_num(ch["estimate"], 1, sign=True),
+                                "ci": fmt_ci(ch.get("ci_low"), ch.get("ci_high")),
+                                "p": fmt_p(ch.get("p")), "p_text": p_cell(ch.get("p")),
+                                "sig": significant(ch.get("p"))})
+            else:
+                changes.append({"est": "reference" if m == 0 else DASH, "ci": "", "p": "", "p_text": "",
+                                "sig": False})
+        d = _at(outcome.arm_differences, None, m)
+        rows.append({"month": fmt_month(m), "means": means, "changes": changes,
+                     "diff": fmt_num(d["estimate"], 1, sign=True) if d else DASH,
+                     "diff_ci": fmt_ci(d.get("ci_low"), d.get("ci_high")) if d else "",
+                     "p": fmt_p(d.get("p")) if d else DASH, "sig": significant(d.get("p")) if d else False})
+    return rows
+
+
+def adverse_events(result: StudyResult) -> dict[str, Any]:
+    """Rows (any event, then categories) of ``patients/n (%)`` per arm and the test footnote."""
+    arms = extract.arm_names(result)
+    ae = result.adverse_events or {}
+    by_arm = ae.get("by_arm") or {}
+
+    def cell(k, n, pct) -> str:
+        if is_missing(k):
+            return DASH
+        return f"{fmt_int(k)}/{fmt_int(n)} ({fmt_pct(pct)})" if not is_missing(n) else fmt_int(k)
+
+    rows = []
+    if by_arm:
+        rows.append({"label": "Any adverse event", "total": True, "cells": [
+            cell(by_arm.get(a, {}).get("patients_with_event"), by_arm.get(a, {}).get("n"),
+                 by_arm.get(a, {}).get("percent")) for a in arms]})
+    for rec in extract.ae_by_category(result, arms):
+        rows.append({"label": rec["category"], "total": False,
+                     "cells": [cell(rec["arms"][a]["patients"], rec["arms"][a]["n"], rec["arms"][a]["percent"])
+                               for a in arms]})
+    rd = extract.risk_difference_pp(result)
+    return {
+        "rows": rows, "test": ae_test_name(ae.get("test")),
+        "statistic": fmt_num(ae.get("statistic"), 2) if not is_missing(ae.get("statistic")) else "",
+        "p": fmt_p(ae.get("p")), "sig": significant(ae.get("p")),
+        "fisher_p": fmt_p(ae.get("fisher_p")) if not is_missing(ae.get("fisher_p")) else "",
+        "rd": (f"{fmt_num(rd['estimate'], 1, sign=True)} percentage points (95% CI "
+               f"{fmt_ci(rd.get('ci_low'), rd.get('ci_high'))})") if rd and "ci_low" in rd else "",
+        "contrast": extract.contrast_label(result),
+    }
+
+
+def discontinuation(result: StudyResult) -> list[dict[str, Any]]:
+    """Per KM analysis: discontinuations and % still on drug at the headline month per arm, tests."""
+    arms = extract.arm_names(result)
+    month = extract.headline_month(result)
+    rows = []
+    for analysis in extract.km_analyses(result):
+        events = extract.events_by_arm(result, analysis, arms)
+        remaining = []
+        for a in arms:
+            s = extract.survival_at(extract.km_curve(result, analysis, a), month)
+            remaining.append(fmt_pct(100 * s, 0) if s is not None else DASH)
+        stats = extract.discontinuation_stats(result, analysis)
+        hr = stats.get("cox_hr") or {}
+        rows.append({
+            "label": extract.KM_ANALYSES.get(analysis, analysis.replace("_", " ")).capitalize(),
+            "events": [f"{events[a]}/{fmt_int(result.arms.get(a))}" for a in arms],
+            "remaining": remaining,
+            "logrank_p": fmt_p(stats.get("logrank_p")), "logrank_sig": significant(stats.get("logrank_p")),
+            "hr": fmt_num(hr.get("estimate"), 2), "hr_ci": fmt_ci(hr.get("ci_low"), hr.get("ci_high"), 2),
+            "hr_p": fmt_p(hr.get("p")), "hr_sig": significant(hr.get("p")),
+        })
+    return rows
+
+
+def _variance_rows(model: dict[str, Any]) -> list[dict[str, str]]:
+    re_block = model.get("random_effects") or {}
+    sd, corr = re_block.get("sd"), re_block.get("corr")
+    terms = list(re_block.get("terms") or [])
+    if isinstance(sd, dict):
+        terms, sds = list(sd), list(sd.values())
+    elif isinstance(sd, (list, tuple)):
+        sds = list(sd)
+        terms = terms if len(terms) == len(sds) else [f"term {i + 1}" for i in range(len(sds))]
+    elif sd is not None:
+        sds, terms = [sd], terms[:1] or ["(Intercept)"]
+    else:
+        sds = []
+    rows = [{"component": f"Patient: {t}", "kind": "SD", "value": fmt_general(v)} for t, v in zip(terms, sds)]
+    if isinstance(corr, (list, tuple)) and corr and isinstance(corr[0], (list, tuple)):
+        for i in range(len(corr)):
+            for j in range(i):
+                a = terms[j] if j < len(terms) else str(j)
+                b = terms[i] if i < len(terms) else str(i)
+                rows.append({"component": f"Patient: {a}, {b}", "kind": "correlation",
+                             "value": fmt_num(corr[i][j], 3)})
+    elif isinstance(corr, dict):
+        rows += [{"component": f"Patient: {k}", "kind": "correlation", "value": fmt_num(v, 3)}
+                 for k, v in corr.items()]
+    elif corr is not None and not is_missing(corr) and len(terms) > 1:
+        rows.append({"component": f"Patient: {', '.join(terms[:2])}", "kind": "correlation",
+                     "value": fmt_num(corr, 3)})
+    if not is_missing(model.get("residual_sd")):
+        rows.append({"component": "Residual", "kind": "SD", "value": fmt_general(model["residual_sd"])})
+    return rows
+
+
+def model_appendix(outcome: OutcomeResult) -> dict[str, Any]:
+    """Fit summary, fixed effects and variance components of one outcome's model."""
+    model = outcome.model or {}
+    conv = model.get("converged")
+    meta = [
+        ("Formula", outcome.formula or str(model.get("formula", ""))),
+        ("Observations", fmt_int(model.get("n_obs"))),
+        ("Patients", fmt_int(model.get("n_patients"))),
+        ("REML criterion", fmt_num(model.get("reml_criterion"), 2)),
+        ("Log-likelihood", fmt_num(model.get("loglik"), 2)),
+        ("Converged", DASH if conv is None else ("yes" if conv else "NO \u2014 interpret with caution")),
+    ]
+    fe = outcome.fixed_effects if outcome.fixed_effects is not None else pd.DataFrame()
+    fixed = [{"term": str(r.get("term")), "estimate": fmt_general(r.get("estimate")),
+              "se": fmt_general(r.get("se")), "df": fmt_num(r.get("df"), 1), "t": fmt_num(r.get("t"), 2),
+              "p": fmt_p(r.get("p")), "sig": significant(r.get("p"))} for r in fe.to_dict(orient="records")]
+    return {"name": outcome.name, "label": outcome.label, "meta": meta, "fixed": fixed,
+            "variance": _variance_rows(model), "converged": bool(conv) if conv is not None else None}

@@ -1,0 +1,216 @@
+"""The report's prose, generated from the numbers and the protocol: summary of findings and methods.
+
+Sentences are plain text (the template escapes them). p-values in prose are rounded the way
+journals print them (:func:`~ildstudy.report.formatting.fmt_p_prose`); exact values are in the tables.
+"""
+
+from __future__ import annotations
+
+from ildstudy.analysis.result import StudyResult
+from ildstudy.report import extract
+from ildstudy.report.formatting import (
+    and_join,
+    fmt_ci,
+    fmt_days,
+    fmt_month,
+    fmt_num,
+    fmt_pct,
+    is_missing,
+    p_phrase,
+    significant,
+)
+from ildstudy.report.style import outcome_unit
+
+DIAGNOSES = {
+    "DM": "dermatomyositis", "PM": "polymyositis", "ASyS": "antisynthetase syndrome",
+    "IMNM": "immune-mediated necrotising myopathy", "CADM": "clinically amyopathic dermatomyositis",
+    "overlap": "overlap myositis", "other": "other myositis",
+}
+COVARIATES = {"sex": "sex", "age": "age at index", "antisynthetase": "antisynthetase antibody",
+              "smoking": "smoking"}
+AE_TESTS = {
+    "yates": "\u03c7\u00b2 test with Yates\u2019 continuity correction",
+    "chisq": "Pearson\u2019s \u03c7\u00b2 test",
+    "fisher": "Fisher\u2019s exact test",
+}
+
+
+def prose_label(label: str) -> str:
+    """Outcome label for running text: unit suffix dropped, ordinary words lower-cased.
+
+    >>> prose_label("Prednisone-equivalent dose, mg/day"), prose_label("FVC % predicted")
+    ('prednisone-equivalent dose', 'FVC % predicted')
+    """
+    text = label.split(",")[0].strip()
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        text = text[0].lower() + text[1:]
+    return text
+
+
+def _with_unit(value, name: str) -> str:
+    unit = outcome_unit(name)
+    return f"{fmt_num(value, 1, sign=True)}{' ' + unit if unit else ''}"
+
+
+def ae_test_name(test) -> str:
+    """Words for an adverse-event test key (``yates`` → χ² with Yates' correction)."""
+    return AE_TESTS.get(str(test), str(test)) if test else "a test of two proportions"
+
+
+def summary_sentences(result: StudyResult) -> list[str]:
+    """The summary of findings, one sentence per list item."""
+    p = result.protocol
+    arms = extract.arm_names(result)
+    labels = extract.arm_labels(result)
+    treat, ref = p.treatment_arm, p.reference_arm
+    out: list[str] = []
+
+    total = sum(int(n) for n in result.arms.values())
+    who = and_join([f"{result.arms.get(a, 0)} started {labels.get(a, a).lower()} ({a})" for a in arms])
+    start = ""
+    att = result.attrition
+    if att is not None and not att.empty and "remaining_total" in att and not is_missing(att["remaining_total"].iloc[0]):
+        start = f"Of {int(att['remaining_total'].iloc[0])} patients in the registry, "
+    out.append(f"{start}{total} {'met' if start else 'patients met'} the protocol criteria: {who}.")
+
+    baseline = []
+    for o in result.outcomes.values():
+        row = extract.difference_at(o.arm_differences, 0.0)
+        if row and significant(row.get("p")):
+            word = "lower" if float(row["estimate"]) < 0 else "higher"
+            baseline.append(f"{prose_label(o.label)} ({word} in {treat}: {_with_unit(row['estimate'], o.name)}, "
+                            f"{p_phrase(row['p'])})")
+    if baseline:
+        out.append(f"At treatment start, adjusted means differed for {and_join(baseline)}.")
+
+    month = extract.headline_month(result)
+    parts, sig = [], []
+    for o in result.outcomes.values():
+        row = extract.difference_at(o.arm_differences, month)
+        if not row:
+            continue
+        parts.append(f"{_with_unit(row['estimate'], o.name)} for {prose_label(o.label)} "
+                     f"(95% CI {fmt_ci(row.get('ci_low'), row.get('ci_high'))}; {p_phrase(row.get('p'))})")
+        if significant(row.get("p")):
+            sig.append(prose_label(o.label))
+    if parts:
+        out.append(f"At {fmt_month(month)} months, the adjusted differences {extract.contrast_label(result)} "
+                   f"were {and_join(parts)}.")
+        n = len(parts)
+        if not sig:
+            out.append("None of these differences was statistically significant (p < 0.05).")
+        elif len(sig) == n:
+            out.append("All of these differences were statistically significant (p < 0.05).")
+        else:
+            verb = "was" if len(sig) == 1 else "were"
+            only = "only " if len(sig) == 1 else ""
+            out.append(f"Of these, {only}the difference{'s' if len(sig) > 1 else ''} in {and_join(sig)} "
+                       f"{verb} statistically significant (p < 0.05).")
+
+    ae = result.adverse_events or {}
+    by_arm = ae.get("by_arm") or {}
+    if by_arm:
+        groups = and_join([
+            f"{by_arm[a]['patients_with_event']} of {by_arm[a]['n']} {a} patients ({fmt_pct(by_arm[a]['percent'])})"
+            for a in arms if a in by_arm])
+        rd = extract.risk_difference_pp(result)
+        rd_text = ""
+        if rd and "ci_low" in rd:
+            rd_text = (f"; risk difference {fmt_num(rd['estimate'], 1, sign=True)} percentage points, "
+                       f"95% CI {fmt_ci(rd['ci_low'], rd['ci_high'])}")
+        test = f" ({ae_test_name(ae.get('test'))}, {p_phrase(ae.get('p'))}{rd_text})" if not is_missing(ae.get("p")) else ""
+        out.append(f"At least one adverse event occurred in {groups}{test}.")
+
+    disc = []
+    for analysis in extract.km_analyses(result):
+        stats = extract.discontinuation_stats(result, analysis)
+        hr = stats.get("cox_hr") or {}
+        if is_missing(hr.get("estimate")):
+            continue
+        what = extract.KM_ANALYSES.get(analysis, analysis.replace("_", " "))
+        disc.append(f"for {what} HR {fmt_num(hr['estimate'], 2)} (95% CI "
+                    f"{fmt_ci(hr.get('ci_low'), hr.get('ci_high'), 2)}; log-rank {p_phrase(stats.get('logrank_p'))})")
+    if disc:
+        out.append(f"Hazard of discontinuation, {treat} vs {ref}: {'; '.join(disc)}.")
+    return out
+
+
+def _drug_list(drugs) -> str:
+    drugs = list(drugs)
+    return ", ".join(drugs[:-1]) + " or " + drugs[-1] if len(drugs) > 1 else "".join(drugs)
+
+
+def _window(from_days: int, to_days: int) -> str:
+    return f"from {fmt_days(from_days)} to {fmt_days(to_days)} the index date"
+
+
+def model_sentence(result: StudyResult) -> str:
+    """The mixed models in words, grouping outcomes with the same time model and random effects."""
+    p = result.protocol
+    covs = and_join([COVARIATES.get(c, c) for c in p.analysis.covariates])
+    groups: dict[tuple[str, str], list[str]] = {}
+    for o in p.outcomes:
+        groups.setdefault((o.time_model, o.random_effects), []).append(prose_label(o.label or o.name))
+    parts = []
+    for (time_model, re_kind), names in groups.items():
+        time = "months (linear) \u00d7 arm" if time_model == "linear" else "visit month (categorical) \u00d7 arm"
+        random = ("a random intercept and slope per patient" if re_kind == "intercept_slope"
+                  else "a random intercept per patient")
+        parts.append(f"a linear mixed-effects model of {and_join(names)} with {time}, adjusted for {covs}, "
+                     f"with {random}, fitted by REML, with Satterthwaite degrees of freedom")
+    months = ", ".join(fmt_month(m) for m in p.analysis.contrast_months)
+    return (f"Each outcome was analysed with {'; and '.join(parts)}. Adjusted marginal means (covariates at "
+            f"their sample averages), changes from month 0 and differences {extract.contrast_label(result)} "
+            f"with 95% confidence intervals are reported at months {months}.")
+
+
+def methods_paragraphs(result: StudyResult) -> list[str]:
+    """Methods generated from the protocol: cohort paragraph and statistics paragraph."""
+    p = result.protocol
+    labels = extract.arm_labels(result)
+    diag = and_join([f"{DIAGNOSES.get(d, d)} ({d})" for d in p.population.diagnoses])
+    ild = " and interstitial lung disease (ILD)" if p.population.require_ild else ""
+    arms = and_join([f"{a.name} ({labels[a.name]}: {_drug_list(list(a.drugs))})" for a in p.arms])
+    ex = p.exclusions
+    fu = p.follow_up
+    if fu.analysis == "as_treated":
+        follow = (f"Follow-up (as-treated) ran from the index date to the earliest of drug stop or switch plus "
+                  f"{fu.grace_days} days, {fmt_month(fu.max_months)} months, or the data cut "
+                  f"({p.index.data_cut.isoformat()}).")
+    else:
+        follow = (f"Follow-up (intention-to-treat) ran from the index date to the earlier of "
+                  f"{fmt_month(fu.max_months)} months or the data cut ({p.index.data_cut.isoformat()}), "
+                  "regardless of drug stop or switch.")
+    outcomes = []
+    for o in p.outcomes:
+        if o.source == "glucocorticoids":
+            outcomes.append(f"{prose_label(o.label or o.name)} (mg/day, evaluated at months "
+                            f"{', '.join(fmt_month(m) for m in p.analysis.dose_months)}; other glucocorticoids "
+                            "converted to prednisone by anti-inflammatory potency)")
+        else:
+            outcomes.append(f"{prose_label(o.label or o.name)} (from pulmonary function tests)")
+    title = f"“{p.title}” " if p.title else ""
+    ref = f", following the design of {p.reference}" if p.reference else ""
+    cohort = (
+        f"Retrospective cohort study under the protocol {title}({p.name}{ref}). Patients with {diag}{ild} were "
+        f"eligible. Treatment arms were defined by drug: {arms}; {p.reference_arm} is the reference arm. The "
+        f"index date was the first start of an arm drug; patients whose index date was after the data cut "
+        f"({p.index.data_cut.isoformat()}) were excluded, as were patients who received another steroid-sparing "
+        f"agent ({_drug_list(list(ex.other_agents.drugs))}) {_window(ex.other_agents.from_days, ex.other_agents.to_days)} "
+        f"and patients exposed to both arms {_window(ex.both_arms.from_days, ex.both_arms.to_days)}. The baseline "
+        f"pulmonary function test was the one closest to the index date {_window(p.baseline.from_days, p.baseline.to_days)}. "
+        f"{follow} Outcomes were {and_join(outcomes)}."
+    )
+    tests = [t for t in dict.fromkeys(result.table1["test"].dropna().astype(str)) if t] if (
+        result.table1 is not None and "test" in result.table1) else []
+    baseline = (f"Baseline characteristics were compared with {and_join(tests)} tests, with standardised mean "
+                "differences (SMD). " if tests else "")
+    ae_test = ae_test_name((result.adverse_events or {}).get("test") or p.analysis.adverse_event_test)
+    stats = (
+        f"{model_sentence(result)} {baseline}The proportion of patients with at least one adverse event was "
+        f"compared with a {ae_test} (Fisher’s exact p also shown). Time to discontinuation of the assigned drug "
+        f"(for any reason, and for adverse events) was estimated with Kaplan–Meier curves, compared with the "
+        f"log-rank test and summarised by Cox hazard ratios ({p.treatment_arm} vs {p.reference_arm}). p-values "
+        f"are two-sided and not adjusted for multiple comparisons; the report highlights p < 0.05."
+    )
+    return [cohort, stats]

@@ -1,0 +1,109 @@
+"""Pulmonary function tests: irregular visits and values from the outcome models.
+
+Visits: a few before index (outside the baseline window), the baseline visit (inside it, closest to
+index), sometimes a second one inside the window (farther from index), then follow-up visits every
+3-6 months with jitter from the plan's first follow-up day until the patient leaves the clinic or the
+data cut. FVC % and DLCO % follow the outcome models at months since index (the baseline visit at
+month 0, as the analysis places it); visits before the baseline window repeat the baseline level.
+DLCO is missing at some visits, FVC at a few later ones; absolute FVC, FEV1 and DLCO (in mL/min/mmHg or
+mmol/min/kPa) are derived from the percentages with rough reference values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ildstudy.synth.calibration import MODELS
+from ildstudy.synth.columns import Coded, Dates, Table
+from ildstudy.synth.plan import Plan
+from ildstudy.synth.windows import DAYS_PER_MONTH, NONE, Windows, choose, uniform_int
+
+DLCO_UNITS = ("mL/min/mmHg", "mmol/min/kPa", "ml/min/mmHg")
+MMHG_PER_KPA = 2.987
+
+
+def visit_days(plan: Plan, rng: np.random.Generator, win: Windows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All visits: (patient, day offset, kind) with kind 0 = before window, 1 = baseline, 2 = extra in-window,
+    3 = follow-up (the first follow-up visit is always kept)."""
+    n = plan.n
+    pid = np.arange(n)
+    n_pre = choose(rng, (0.5, 0.35, 0.15), n)
+    n_pre = np.where(plan.base_visit >= NONE, np.maximum(n_pre, 1), n_pre)
+    pre = win.baseline_from - 30 - uniform_int(rng, np.zeros((n, 2), np.int64), 600)
+    pre_keep = np.arange(2)[None, :] < n_pre[:, None]
+    parts = [(np.repeat(pid[:, None], 2, 1)[pre_keep], pre[pre_keep], 0)]
+    has_base = plan.base_visit < NONE
+    parts.append((pid[has_base], plan.base_visit[has_base], 1))
+    has_extra = plan.extra_visit < NONE
+    parts.append((pid[has_extra], plan.extra_visit[has_extra], 2))
+
+    span = int(np.max(plan.visit_end - plan.first_visit, initial=0))
+    k_max = max(1, span // 90 + 2)
+    gaps = uniform_int(rng, np.full((n, k_max), 90, np.int64), 185)
+    gaps[:, 0] = 0
+    days = plan.first_visit[:, None] + np.cumsum(gaps, axis=1)
+    keep = days <= plan.visit_end[:, None]
+    keep[:, 0] = True
+    parts.append((np.repeat(pid[:, None], k_max, 1)[keep], days[keep], 3))
+    patient = np.concatenate([p for p, _, _ in parts])
+    day = np.concatenate([d for _, d, _ in parts])
+    kind = np.concatenate([np.full(len(p), k, np.int8) for p, _, k in parts])
+    order = np.lexsort((day, patient))
+    return patient[order], day[order], kind[order]
+
+
+def outcome_values(name: str, plan: Plan, patient: np.ndarray, months: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Observed values of a PFT outcome at ``months`` for rows of ``patient`` (rounded, clipped)."""
+    m = MODELS[name]
+    k = 0 if name == "fvc_pct_pred" else 1
+    treated = (plan.arm[patient] == 0).astype(float)
+    mean = m.fixed_mean(months, treated, plan.female[patient], plan.age[patient],
+                        plan.antisynthetase[patient], plan.smoking[patient] > 0)
+    y = mean + plan.re[patient, k, 0] + plan.re[patient, k, 1] * months
+    y = y + m.residual_sd * rng.standard_normal(len(y))
+    return np.clip(np.round(y, m.decimals), m.low, m.high)
+
+
+def pft_rows(plan: Plan, rng: np.random.Generator, win: Windows) -> Table:
+    """Rows of the ``pft`` table for the patients of ``plan``."""
+    patient, day, kind = visit_days(plan, rng, win)
+    months = np.where(kind == 3, day / DAYS_PER_MONTH, 0.0)
+    fvc = outcome_values("fvc_pct_pred", plan, patient, months, rng)
+    dlco = outcome_values("dlco_pct_pred", plan, patient, months, rng)
+    n = len(patient)
+    followup_rank = _rank_within(patient, kind == 3)
+    fvc_missing = (kind == 3) & (followup_rank >= 1) & (rng.random(n) < 0.02)
+    fvc_missing |= (kind == 1) & plan.base_fvc_missing[patient]
+    dlco_missing = (rng.random(n) < 0.12) & ~fvc_missing
+    fvc = np.where(fvc_missing, np.nan, fvc)
+    dlco = np.where(dlco_missing, np.nan, dlco)
+
+    age = plan.age[patient] + day / 365.25
+    height = plan.height[patient]
+    height = np.where(np.isnan(height), np.where(plan.female[patient], 162.0, 176.0), height)
+    female = plan.female[patient]
+    fvc_pred = np.where(female, 0.0443 * height - 0.026 * age - 2.89, 0.0576 * height - 0.026 * age - 4.34)
+    fvc_l = np.clip(np.round(fvc / 100 * np.maximum(fvc_pred, 1.5), 2), 0.2, 9.0)
+    fev1_l = np.clip(np.round(fvc_l * rng.uniform(0.78, 0.90, n), 2), 0.15, 9.0)
+    has_l = rng.random(n) < 0.9
+    fvc_l = np.where(has_l, fvc_l, np.nan)
+    fev1_l = np.where(has_l, fev1_l, np.nan)
+    dlco_pred = np.where(female, 0.18 * height - 0.15 * age - 2.0, 0.22 * height - 0.17 * age - 2.0)
+    dlco_abs = dlco / 100 * np.maximum(dlco_pred, 10.0)
+    unit = choose(rng, (0.8, 0.15, 0.05), n).astype(np.int32)
+    dlco_abs = np.where(unit == 1, np.round(dlco_abs / MMHG_PER_KPA, 2), np.round(dlco_abs, 1))
+    unit = np.where(np.isnan(dlco_abs), -1, unit)
+    hb = np.where(rng.random(n) < 0.6, np.round(rng.normal(13.2, 1.4, n), 1), np.nan)
+    hb = np.clip(hb, 7.0, 18.0)
+    return {"patient_id": patient, "test_date": Dates(plan.index[patient] + day), "fvc_pct_pred": fvc,
+            "dlco_pct_pred": dlco, "fvc_l": fvc_l, "fev1_l": fev1_l, "dlco": dlco_abs,
+            "dlco_unit": Coded(unit, DLCO_UNITS), "hemoglobin_g_dl": hb}
+
+
+def _rank_within(patient: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """0-based rank of each masked row among the masked rows of its patient (rows sorted by patient)."""
+    c = np.cumsum(mask)
+    start = np.r_[True, patient[1:] != patient[:-1]]
+    base = np.maximum.accumulate(np.where(start, c - mask, 0))
+    return np.where(mask, c - base - 1, -1)

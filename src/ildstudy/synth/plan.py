@@ -1,0 +1,313 @@
+"""The per-patient plan: who each patient is and when things happen to them, decided for everyone at once.
+
+Every decision that a cohort rule or a planted count depends on is taken here, vectorised over all
+patients: the group (eligible in an arm, or planted to fail one attrition step), demographics, the
+index date, when the arm drug stops and why, switches, the end of follow-up, who has an adverse event
+in the follow-up window, the baseline and first follow-up PFT days and the random effects. The row
+builders (:mod:`~ildstudy.synth.medications`, :mod:`~ildstudy.synth.measurements`,
+:mod:`~ildstudy.synth.people`) only turn a plan into rows and add mess that no rule depends on.
+
+All day values are offsets from the patient's index date; ``NONE`` means "no such date".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ildstudy.data.schema import DIAGNOSES, STOP_REASONS
+from ildstudy.synth.calibration import MODELS, OUTCOMES, STEPS, Calibration
+from ildstudy.synth.windows import NONE, Windows, choose, exact_shares, exact_split, uniform_int
+
+#: group codes: 0 and 1 eligible in arm 0 / arm 1, then 2 + i for STEPS[i]
+GROUPS: tuple[str, ...] = ("eligible_0", "eligible_1") + STEPS
+G = {name: i for i, name in enumerate(GROUPS)}
+REASON = {r: i for i, r in enumerate(STOP_REASONS)}
+DIAG = {d: i for i, d in enumerate(DIAGNOSES)}
+RACES = ("White", "Black or African American", "Hispanic or Latino", "Asian", "Other")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Per-patient decisions; every field is an array with one entry per patient (ID order).
+
+    Day fields are offsets from ``index`` (days since 1970-01-01); ``NONE`` means no such date.
+    ``variant`` distinguishes the ways a planted group fails its step. ``re`` holds the random
+    effects, shape (n, 3, 2): outcome (FVC, DLCO, prednisone) x (intercept, slope per month).
+    """
+
+    group: np.ndarray
+    arm: np.ndarray
+    variant: np.ndarray
+    female: np.ndarray
+    antisynthetase: np.ndarray
+    smoking: np.ndarray
+    birth: np.ndarray
+    index: np.ndarray
+    age: np.ndarray
+    diagnosis: np.ndarray
+    ild: np.ndarray
+    race: np.ndarray
+    height: np.ndarray
+    has_arm: np.ndarray
+    stop: np.ndarray
+    stop_reason: np.ndarray
+    switch: np.ndarray
+    restart: np.ndarray
+    restart_stop: np.ndarray
+    both_start: np.ndarray
+    agent: np.ndarray
+    agent_start: np.ndarray
+    agent_stop: np.ndarray
+    eof: np.ndarray
+    obs_end: np.ndarray
+    ae: np.ndarray
+    ae_day: np.ndarray
+    ae_discontinued: np.ndarray
+    base_visit: np.ndarray
+    base_fvc_missing: np.ndarray
+    extra_visit: np.ndarray
+    first_visit: np.ndarray
+    visit_end: np.ndarray
+    re: np.ndarray
+    first_id: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.group)
+
+    @property
+    def eligible(self) -> np.ndarray:
+        return self.group < 2
+
+    def chunk(self, lo: int, hi: int) -> "Plan":
+        """The plan of patients ``lo:hi`` (their IDs keep counting from ``lo``)."""
+        values = {f.name: getattr(self, f.name)[lo:hi] for f in dataclasses.fields(self) if f.name != "first_id"}
+        return Plan(**values, first_id=self.first_id + lo)
+
+
+def draw_plan(n_patients: int | None, rng: np.random.Generator, win: Windows, cal: Calibration,
+              agents: tuple[str, ...], centred: bool) -> Plan:
+    """Decide everything a cohort rule depends on, for ``n_patients`` (``None``: the default registry).
+
+    ``agents`` are the protocol's other steroid-sparing agents; ``centred`` removes the per-arm mean of
+    the eligible patients' random effects (see :func:`ildstudy.synth.generate_registry`).
+    """
+    counts = cal.group_counts(n_patients)
+    sizes = np.array([counts[g] for g in GROUPS], dtype=np.int64)
+    n = int(sizes.sum())
+    group = rng.permutation(np.repeat(np.arange(len(GROUPS), dtype=np.int8), sizes))
+    eligible = group < 2
+    stratum = np.where(eligible, group, 2).astype(np.int64)     # covariates are exact per eligible arm
+
+    share = cal.treatment_share_planted
+    arm = np.where(eligible, group, exact_shares(group, [share, 1 - share], rng)).astype(np.int8)
+    variant = exact_shares(group, [0.5, 0.5], rng)
+
+    female = exact_shares(stratum, [1 - cal.female, cal.female], rng).astype(bool)
+    antisynthetase = exact_shares(stratum, [1 - cal.antisynthetase, cal.antisynthetase], rng).astype(bool)
+    smoking = exact_shares(stratum, cal.smoking, rng)
+
+    index = _index_dates(n, group, variant, rng, win)
+    age_years = _standardised(rng.standard_normal(n), stratum) * cal.age_sd + cal.age_mean
+    age_years = np.clip(age_years, 21.0, 79.0)
+    birth = index - np.floor(age_years * 365.25 + 0.5).astype(np.int64)
+    age = (index - birth) / 365.25
+
+    diagnosis, ild = _diagnosis(n, group, variant, antisynthetase, rng)
+    race = np.where(rng.random(n) < 0.06, -1, choose(rng, (0.62, 0.16, 0.12, 0.06, 0.04), n)).astype(np.int8)
+    height = np.where(female, rng.normal(162.0, 6.5, n), rng.normal(176.0, 7.0, n))
+    height = np.round(np.clip(height, 140.0, 205.0), 1)
+    height[rng.random(n) < 0.05] = np.nan
+
+    t = _timeline(n, group, variant, stratum, arm, index, rng, win, cal, agents)
+    pft = _pft_days(n, group, variant, t["eof"], t["cut_rel"], t["obs_end"], rng, win)
+    re = _random_effects(n, group, arm, rng, centred)
+    return Plan(group=group, arm=arm, variant=variant, female=female, antisynthetase=antisynthetase,
+                smoking=smoking, birth=birth, index=index, age=age, diagnosis=diagnosis, ild=ild, race=race,
+                height=height, re=re, **{k: v for k, v in t.items() if k != "cut_rel"}, **pft)
+
+
+def _standardised(z: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """z-scores centred and scaled to unit SD within each stratum (strata of one stay as drawn)."""
+    sizes = np.bincount(strata)
+    mean = np.bincount(strata, weights=z) / np.maximum(sizes, 1)
+    var = np.bincount(strata, weights=(z - mean[strata]) ** 2) / np.maximum(sizes - 1, 1)
+    sd = np.where(sizes > 1, np.sqrt(var), 1.0)
+    return np.where(sizes[strata] > 1, (z - mean[strata]) / np.where(sd > 0, sd, 1.0)[strata], z)
+
+
+def _index_dates(n, group, variant, rng, win: Windows) -> np.ndarray:
+    """Index dates over the 19 years before (cut - 2 years), denser in recent years; planted late ones."""
+    span = 17 * 365
+    last = win.cut - 2 * 365
+    index = last - span + np.floor(np.sqrt(rng.random(n)) * span).astype(np.int64)
+    # keep every dose-evaluation day clear of the data cut (ambiguity of "up to the cut")
+    index = np.where(win.near_dose_day(win.cut - index), index - 7, index)
+    late = group == G["index_before_cut"]
+    index = np.where(late, win.cut + uniform_int(rng, 1, 300), index)
+    near_cut = (group == G["follow_up"]) & ((variant == 1) | (not win.as_treated))
+    return np.where(near_cut, win.cut - uniform_int(rng, 31, 60), index)
+
+
+def _diagnosis(n, group, variant, antisynthetase, rng) -> tuple[np.ndarray, np.ndarray]:
+    d = DIAG
+    pos = np.zeros(len(DIAGNOSES)); neg = np.zeros(len(DIAGNOSES))
+    pos[[d["DM"], d["PM"], d["ASyS"], d["overlap"]]] = (0.20, 0.12, 0.55, 0.13)
+    neg[[d["DM"], d["PM"], d["IMNM"], d["CADM"], d["overlap"]]] = (0.38, 0.15, 0.10, 0.20, 0.17)
+    diagnosis = np.where(antisynthetase, choose(rng, pos, n), choose(rng, neg, n)).astype(np.int8)
+    population = group == G["population"]
+    diagnosis = np.where(population & (variant == 0), d["other"], diagnosis).astype(np.int8)
+    ild = ~(population & (variant == 1))
+    return diagnosis, ild
+
+
+def _timeline(n, group, variant, stratum, arm, index, rng, win: Windows, cal: Calibration,
+              agents: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Arm-drug course, stops, switches, restarts, other agents, end of follow-up, adverse events."""
+    eligible = group < 2
+    cut_rel = (win.cut - index).astype(np.int64)
+    has_arm = group != G["arm_drug"]
+    ordinary = has_arm & ~np.isin(group, [G["index_before_cut"], G["follow_up"]])
+
+    # who has an in-window adverse event: exact per eligible arm, ~25% of planted patients
+    ae = np.zeros(n, dtype=bool)
+    n_default = cal.eligible
+    counts = []
+    for a in (0, 1):
+        size = int((group == a).sum())
+        k = cal.ae_count(a, size, n_default[a]) if n_default[a] else 0
+        counts.append([size - k, k])
+    counts.append([int((~eligible).sum()) - int(np.floor(0.25 * (~eligible).sum() + 0.5)),
+                   int(np.floor(0.25 * (~eligible).sum() + 0.5))])
+    ae = exact_split(stratum, np.array(counts), rng).astype(bool) & ordinary
+    ae_discontinued = (exact_shares(stratum * 2 + ae, [1 - cal.ae_discontinued, cal.ae_discontinued], rng)
+                       .astype(bool) & ae)
+    other_stop = exact_shares(stratum * 2 + ae_discontinued, [1 - cal.other_stop, cal.other_stop], rng)
+    other_stop = other_stop.astype(bool) & ~ae_discontinued & ordinary
+
+    stop = np.full(n, NONE)
+    reason = np.full(n, -1, dtype=np.int8)
+    hi = np.minimum(1500, cut_rel - 40)
+    stop = np.where(ae_discontinued, uniform_int(rng, 180, hi), stop)
+    reason = np.where(ae_discontinued, REASON["adverse_event"], reason)
+    hi = np.minimum(1750, cut_rel - 40)
+    stop = np.where(other_stop, uniform_int(rng, 180, hi), stop)
+    why = np.array([REASON[r] for r in ("inefficacy", "remission", "other", "unknown")])
+    reason = np.where(other_stop, why[choose(rng, (0.40, 0.20, 0.25, 0.15), n)], reason)
+    late = ordinary & ~ae_discontinued & ~other_stop & (cut_rel > win.max_days + 200) & (rng.random(n) < 0.4)
+    stop = np.where(late, uniform_int(rng, win.max_days + 60, cut_rel - 10), stop)
+    reason = np.where(late, np.where(rng.random(n) < 0.6, REASON["remission"], REASON["other"]), reason)
+
+    # planted "no follow-up measurement": the arm drug stops within weeks (as-treated only)
+    early = (group == G["follow_up"]) & (variant == 0) & win.as_treated
+    stop = np.where(early, uniform_int(rng, 20, 45), stop)
+    reason = np.where(early, np.where(rng.random(n) < 0.5, REASON["adverse_event"], REASON["other"]), reason)
+
+    switchable = (ae_discontinued | (other_stop & (reason == REASON["inefficacy"])))
+    switch = np.where(switchable & (rng.random(n) < cal.switch_share), stop + uniform_int(rng, -14, 21), NONE)
+
+    eot = np.minimum(stop, switch)
+    horizon = np.minimum(win.max_days, cut_rel)
+    end = eot + win.grace
+    # keep an as-treated end of follow-up clear of the dose-evaluation days
+    shift = win.as_treated & (end < horizon) & win.near_dose_day(end) & ordinary
+    stop = np.where(shift & (stop < NONE), stop + 7, stop)
+    switch = np.where(shift & (switch < NONE), switch + 7, switch)
+    eot = np.minimum(stop, switch)
+    eof = np.minimum(horizon, eot + win.grace) if win.as_treated else horizon
+    eof = np.where(group == G["index_before_cut"], horizon, eof)
+
+    # records after the cut exist only for planted patients whose index is after the cut
+    obs_end = np.where(group == G["index_before_cut"], uniform_int(rng, 200, 500), cut_rel)
+
+    # a stopped course restarted months later (not chained: gap >> grace days)
+    restartable = (stop < NONE) & (switch == NONE) & (reason != REASON["inefficacy"]) & ordinary
+    restart = np.where(restartable & (rng.random(n) < 0.3), stop + uniform_int(rng, 120, 400), NONE)
+    restart = np.where(restart <= cut_rel - 10, restart, NONE)
+    restart_stop = np.where((restart < NONE) & (rng.random(n) < 0.5), restart + uniform_int(rng, 90, 500), NONE)
+    restart_stop = np.where(restart_stop <= cut_rel, restart_stop, NONE)
+
+    # planted "exposed to both arms": the other arm's drug starts within the window after index
+    both = group == G["both_arms"]
+    both_start = np.where(both, uniform_int(rng, 14, max(14, win.both_to - 30)), NONE)
+
+    agent, agent_start, agent_stop = _other_agents(n, group, variant, cut_rel, rng, win, agents)
+
+    ae_day = np.where(ae_discontinued | (early & (reason == REASON["adverse_event"])),
+                      stop - uniform_int(rng, 0, np.minimum(14, stop - 7)),
+                      uniform_int(rng, 14, np.maximum(eof - 14, 14)))
+    ae = ae | (early & (reason == REASON["adverse_event"]))
+    ae_discontinued = ae_discontinued | (early & (reason == REASON["adverse_event"]))
+    return dict(has_arm=has_arm, stop=stop, stop_reason=reason, switch=switch, restart=restart,
+                restart_stop=restart_stop, both_start=both_start, agent=agent, agent_start=agent_start,
+                agent_stop=agent_stop, eof=eof, obs_end=obs_end, ae=ae, ae_day=ae_day,
+                ae_discontinued=ae_discontinued, cut_rel=cut_rel)
+
+
+def _other_agents(n, group, variant, cut_rel, rng, win: Windows, agents):
+    """Other steroid-sparing agents: inside the window for planted patients, long before it for some others."""
+    weights = {"methotrexate": 0.35, "tacrolimus": 0.2, "rituximab": 0.15, "cyclophosphamide": 0.1, "ivig": 0.1,
+               "cyclosporine": 0.05, "leflunomide": 0.03, "tofacitinib": 0.02}
+    agent = choose(rng, [weights.get(a, 0.05) for a in agents], n) if agents else np.full(n, -1, np.int8)
+    planted = group == G["other_agents"]
+    before = planted & (variant == 0)
+    after = planted & (variant == 1)
+    old = (group < 2) & (rng.random(n) < 0.08)           # harmless: stopped long before the window
+    start = np.full(n, NONE)
+    stop = np.full(n, NONE)
+    stop_before = uniform_int(rng, win.other_from + 60, -30)
+    stop = np.where(before, stop_before, stop)
+    start = np.where(before, stop_before - uniform_int(rng, 100, 700), start)
+    start_after = uniform_int(rng, 200, np.minimum(1500, np.minimum(cut_rel, win.other_to) - 30))
+    start = np.where(after, start_after, start)
+    stop_after = start_after + uniform_int(rng, 30, 400)
+    stop = np.where(after, np.where((stop_after <= cut_rel) & (rng.random(n) < 0.6), stop_after, NONE), stop)
+    stop_old = win.other_from - uniform_int(rng, 35, 600)
+    stop = np.where(old, stop_old, stop)
+    start = np.where(old, stop_old - uniform_int(rng, 90, 700), start)
+    agent = np.where(before | after | old, agent, -1).astype(np.int8)
+    return agent, start, stop
+
+
+def _pft_days(n, group, variant, eof, cut_rel, obs_end, rng, win: Windows) -> dict[str, np.ndarray]:
+    """Baseline, extra in-window, first follow-up visit days and the last day visits continue to."""
+    lo = max(win.baseline_from + 15, -45)
+    hi = min(win.baseline_to - 16, 14)
+    base = uniform_int(rng, np.full(n, lo), hi) if hi >= lo else np.full(n, (win.baseline_from + win.baseline_to) // 2)
+    base = np.broadcast_to(base, (n,)).copy()
+    extra_hi = lo - 15
+    extra = np.where((rng.random(n) < 0.10) & (extra_hi >= win.baseline_from + 10),
+                     uniform_int(rng, win.baseline_from + 10, extra_hi), NONE)
+    first = uniform_int(rng, max(75, win.baseline_to + 45), max(150, win.baseline_to + 120))
+    no_base = (group == G["baseline_pft"]) & (variant == 0)
+    base_fvc_missing = (group == G["baseline_pft"]) & (variant == 1)
+    base = np.where(no_base, NONE, base)
+    extra = np.where(group == G["baseline_pft"], NONE, extra)
+    early = (group == G["follow_up"]) & (variant == 0) & win.as_treated
+    first = np.where(early, eof + uniform_int(rng, 35, 75), first)
+    near_cut = (group == G["follow_up"]) & ~early
+    first = np.where(near_cut, cut_rel + uniform_int(rng, 30, 90), first)
+    visit_end = np.minimum(cut_rel, np.maximum(eof, win.max_days) + uniform_int(rng, 0, 730))
+    visit_end = np.where(group == G["index_before_cut"], obs_end, visit_end)
+    visit_end = np.where(near_cut, first + 200, visit_end)
+    return dict(base_visit=base, base_fvc_missing=base_fvc_missing, extra_visit=extra, first_visit=first,
+                visit_end=visit_end)
+
+
+def _random_effects(n, group, arm, rng, centred: bool) -> np.ndarray:
+    """Correlated random intercepts and slopes per outcome; optionally centred within each eligible arm."""
+    z = rng.standard_normal((n, len(OUTCOMES), 2))
+    re = np.empty_like(z)
+    for k, name in enumerate(OUTCOMES):
+        m = MODELS[name]
+        re[:, k, 0] = m.sd_intercept * z[:, k, 0]
+        re[:, k, 1] = m.sd_slope * (m.corr * z[:, k, 0] + np.sqrt(1 - m.corr**2) * z[:, k, 1])
+    if centred:
+        for a in (0, 1):
+            sel = group == a
+            if sel.sum() > 1:
+                re[sel] -= re[sel].mean(axis=0)
+    return re

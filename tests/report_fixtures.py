@@ -1,0 +1,210 @@
+"""A FAKE :class:`~ildstudy.analysis.result.StudyResult` for rendering tests of the report.
+
+THIS IS A FIXTURE, NOT A RESULT. The numbers are made up to *resemble* the published study
+(AZA 66 / MMF 44, adverse events 22/66 vs 6/44, 36-month AZA − MMF differences near +1.9, −8.2 and
+−6.6) so the report can be laid out and tested before the real pipeline exists. No model was fitted
+to produce them; nothing here may be quoted or compared against anything.
+
+>>> result = fake_study_result()
+>>> result.arms
+{'AZA': 66, 'MMF': 44}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ildstudy.analysis.result import OutcomeResult, StudyResult
+from ildstudy.protocol import load_protocol
+
+ARMS = {"AZA": 66, "MMF": 44}
+# Made-up linear trajectories (intercept, slope per month) per arm, and residual/between-patient SDs.
+TRAJECTORIES = {
+    "fvc_pct_pred": {"AZA": (56.0, 0.330), "MMF": (64.0, 0.0553), "sd": (12.0, 0.12, 4.0)},
+    "dlco_pct_pred": {"AZA": (43.0, 0.050), "MMF": (53.0, 0.0), "sd": (11.0, 0.10, 5.0)},
+    "prednisone_mg": {"AZA": (24.0, -0.340), "MMF": (20.0, -0.0456), "sd": (7.0, 0.08, 4.0)},
+}
+SE_BASE = {"fvc_pct_pred": 1.8, "dlco_pct_pred": 1.9, "prednisone_mg": 1.2}
+AE = {"AZA": 22, "MMF": 6}
+AE_CATEGORIES = {  # patients with >= 1 event of the category, by arm (made up)
+    "cytopenia": (8, 2), "hepatotoxicity": (5, 1), "gi_intolerance": (6, 2),
+    "infection": (4, 1), "rash": (2, 0), "pancreatitis": (1, 0),
+}
+
+
+def _mm_se(name: str, month: float) -> float:
+    return SE_BASE[name] * np.sqrt(1.0 + ((month - 14.0) / 22.0) ** 2)
+
+
+def _outcome(protocol, outcome, rng: np.random.Generator) -> OutcomeResult:
+    name = outcome.name
+    spec = TRAJECTORIES[name]
+    months = list(protocol.analysis.contrast_months)
+    df = 102.4
+    tq = stats.t.ppf(0.975, df)
+    mm, cfb, diffs = [], [], []
+    for arm in ARMS:
+        b0, b1 = spec[arm]
+        for m in months:
+            est, se = b0 + b1 * m, _mm_se(name, m) * (1.15 if arm == "MMF" else 1.0)
+            mm.append({"arm": arm, "month": float(m), "estimate": est, "se": se, "df": df,
+                       "ci_low": est - tq * se, "ci_high": est + tq * se})
+            ce, cs = b1 * m, 0.045 * m + 1e-12
+            cfb.append({"arm": arm, "month": float(m), "estimate": ce, "se": cs, "df": df,
+                        "ci_low": ce - tq * cs, "ci_high": ce + tq * cs,
+                        "p": float(2 * stats.t.sf(abs(ce / cs), df)) if m > 0 else np.nan})
+    for m in months:
+        (a0, a1), (r0, r1) = spec["AZA"], spec["MMF"]
+        est = (a0 + a1 * m) - (r0 + r1 * m)
+        se = float(np.hypot(_mm_se(name, m), 1.15 * _mm_se(name, m)))
+        diffs.append({"month": float(m), "contrast": "AZA - MMF", "estimate": est, "se": se, "df": df,
+                      "ci_low": est - tq * se, "ci_high": est + tq * se,
+                      "p": float(2 * stats.t.sf(abs(est / se), df))})
+    # Observed values: irregular visits, a random intercept and slope per (anonymous) series.
+    rows, series = [], 0
+    sd_int, sd_slope, sd_res = spec["sd"]
+    for arm, n in ARMS.items():
+        b0, b1 = spec[arm]
+        for _ in range(n):
+            series += 1
+            u0, u1 = rng.normal(0, sd_int), rng.normal(0, sd_slope)
+            last = rng.uniform(14, 60)
+            t = 0.0
+            while t <= last:
+                y = b0 + u0 + (b1 + u1) * t + rng.normal(0, sd_res)
+                if name == "prednisone_mg":
+                    y = max(0.0, y)
+                rows.append({"series": series, "arm": arm, "months": round(t, 2), "value": round(y, 1)})
+                t += rng.uniform(2.5, 8.0)
+    observed = pd.DataFrame(rows)
+    fe = pd.DataFrame(
+        [("(Intercept)", spec["MMF"][0], 3.1, 104.2), ("months", spec["MMF"][1], 0.041, 88.3),
+         ("armAZA", spec["AZA"][0] - spec["MMF"][0], 2.6, 105.9), ("sexM", -1.4, 2.4, 103.7),
+         ("age", -0.08, 0.09, 104.8), ("antisynthetaseTRUE", 1.1, 2.5, 104.1),
+         ("smokingever", -2.0, 2.6, 103.9), ("months:armAZA", spec["AZA"][1] - spec["MMF"][1], 0.052, 86.1)],
+        columns=["term", "estimate", "se", "df"])
+    fe["t"] = fe["estimate"] / fe["se"]
+    fe["p"] = 2 * stats.t.sf(fe["t"].abs(), fe["df"])
+    formula = f"{name} ~ months * arm + sex + age + antisynthetase + smoking + (1 + months | patient)"
+    model = {
+        "formula": formula, "n_obs": int(len(observed)), "n_patients": sum(ARMS.values()),
+        "reml_criterion": 7012.3 + len(name), "loglik": -3506.2 - len(name), "converged": True,
+        "fixed_effects": fe.to_dict(orient="records"),
+        "random_effects": {"terms": ["(Intercept)", "months"], "sd": [sd_int, sd_slope], "corr": [[1.0, -0.21], [-0.21, 1.0]]},
+        "residual_sd": sd_res,
+    }
+    return OutcomeResult(
+        name=name, label=outcome.label or name, formula=formula, model=model, fixed_effects=fe,
+        marginal_means=pd.DataFrame(mm), change_from_baseline=pd.DataFrame(cfb),
+        arm_differences=pd.DataFrame(diffs), observed=observed,
+    )
+
+
+def _km(rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
+    """Made-up discontinuation times, summarised as a product-limit table with Greenwood CIs."""
+    rates = {"any_reason": {"AZA": 1 / 40, "MMF": 1 / 55}, "adverse_event": {"AZA": 1 / 110, "MMF": 1 / 300}}
+    rows = []
+    for analysis, by_arm in rates.items():
+        for arm, n in ARMS.items():
+            t_event = rng.exponential(1 / by_arm[arm], n)
+            t_cens = rng.uniform(14, 60, n)
+            time = np.round(np.minimum(t_event, t_cens), 1)
+            event = t_event <= t_cens
+            surv, var_sum = 1.0, 0.0
+            rows.append(dict(analysis=analysis, arm=arm, time=0.0, n_risk=n, n_event=0, n_censor=0,
+                             survival=1.0, ci_low=1.0, ci_high=1.0))
+            for t in np.unique(time):
+                at_risk = int((time >= t).sum())
+                d = int(((time == t) & event).sum())
+                c = int(((time == t) & ~event).sum())
+                if d:
+                    surv *= 1 - d / at_risk
+                    var_sum += d / (at_risk * (at_risk - d)) if at_risk > d else 0.0
+                half = 1.96 * surv * np.sqrt(var_sum)
+                rows.append(dict(analysis=analysis, arm=arm, time=float(t), n_risk=at_risk, n_event=d,
+                                 n_censor=c, survival=surv, ci_low=max(0.0, surv - half),
+                                 ci_high=min(1.0, surv + half)))
+    km = pd.DataFrame(rows)
+    block = {
+        "km": km.to_dict(orient="records"),
+        "logrank_p": 0.214,
+        "cox_hr": {"estimate": 1.38, "ci_low": 0.83, "ci_high": 2.29, "p": 0.212},
+        "adverse_event": {"logrank_p": 0.031,
+                          "cox_hr": {"estimate": 3.10, "ci_low": 1.06, "ci_high": 9.05, "p": 0.039}},
+    }
+    return km, block
+
+
+def fake_study_result(*, title: str | None = None, arm_label: str | None = None,
+                      category: str | None = None, seed: int = 7) -> StudyResult:
+    """Build the FAKE study result (see the module docstring: a rendering fixture, not results).
+
+    Parameters
+    ----------
+    title : replaces the protocol title (to test escaping).
+    arm_label : replaces the first arm's label (to test escaping).
+    category : an extra adverse-event category name (to test escaping of data strings).
+    seed : seed of the made-up observed values and discontinuation times.
+    """
+    rng = np.random.default_rng(seed)
+    protocol = load_protocol("huapaya2019")
+    update: dict = {}
+    if title is not None:
+        update["title"] = title
+    if arm_label is not None:
+        update["arms"] = (protocol.arms[0].model_copy(update={"label": arm_label}), protocol.arms[1])
+    protocol = protocol.model_copy(update=update)
+
+    attrition = pd.DataFrame(
+        [("registry", "", 0, np.nan, np.nan, 148),
+         ("population", "not myositis or no ILD", 8, np.nan, np.nan, 140),
+         ("index_before_cut", "index date after the data cut", 4, 82, 54, 136),
+         ("other_agents", "other steroid-sparing agent", 12, 75, 49, 124),
+         ("both_arms", "exposed to both arms", 6, 71, 47, 118),
+         ("baseline_pft", "no baseline PFT", 5, 68, 45, 113),
+         ("follow_up", "no follow-up measurement", 3, 66, 44, 110)],
+        columns=["step", "reason", "excluded", "remaining_AZA", "remaining_MMF", "remaining_total"])
+
+    table1 = pd.DataFrame(
+        [("Age at index, years", "", "49.8 (11.9)", "51.2 (12.4)", 0.551, "t-test", 0.115, 0),
+         ("Female sex", "", "44 (66.7%)", "30 (68.2%)", 0.969, "chi-squared", 0.032, 0),
+         ("Antisynthetase antibody", "", "43 (65.2%)", "27 (61.4%)", 0.838, "chi-squared", 0.079, 0),
+         ("Smoking", "never", "46 (69.7%)", "31 (70.5%)", 0.912, "chi-squared", 0.061, 2),
+         ("Smoking", "former", "17 (25.8%)", "10 (22.7%)", 0.912, "chi-squared", 0.061, 2),
+         ("Smoking", "current", "2 (3.0%)", "2 (4.5%)", 0.912, "chi-squared", 0.061, 2),
+         ("Diagnosis", "ASyS", "30 (45.5%)", "19 (43.2%)", 0.74, "Fisher", 0.2, 0),
+         ("Diagnosis", "DM", "20 (30.3%)", "15 (34.1%)", 0.74, "Fisher", 0.2, 0),
+         ("Diagnosis", "PM", "16 (24.2%)", "10 (22.7%)", 0.74, "Fisher", 0.2, 0),
+         ("FVC % predicted", "", "56.1 (14.2)", "64.3 (15.0)", 0.004, "t-test", 0.56, 0),
+         ("DLCO % predicted", "", "43.2 (13.1)", "53.1 (14.8)", 0.0004, "t-test", 0.71, 3),
+         ("Prednisone-equivalent, mg/day", "", "20.0 [10.0, 30.0]", "20.0 [10.0, 27.5]", 0.62, "Wilcoxon", 0.09, 0)],
+        columns=["variable", "level", "AZA", "MMF", "p", "test", "smd", "missing"])
+
+    outcomes = {o.name: _outcome(protocol, o, rng) for o in protocol.outcomes}
+
+    cats = dict(AE_CATEGORIES)
+    if category is not None:
+        cats[category] = (1, 1)
+    by_cat = pd.DataFrame([
+        {"category": c, "AZA_patients": a, "AZA_n": ARMS["AZA"], "AZA_percent": 100 * a / ARMS["AZA"],
+         "MMF_patients": m, "MMF_n": ARMS["MMF"], "MMF_percent": 100 * m / ARMS["MMF"]}
+        for c, (a, m) in cats.items()])
+    adverse_events = {
+        "by_arm": {arm: {"patients_with_event": AE[arm], "n": n, "percent": 100 * AE[arm] / n}
+                   for arm, n in ARMS.items()},
+        "test": protocol.analysis.adverse_event_test, "statistic": 4.41, "p": 0.0357, "fisher_p": 0.0247,
+        "risk_difference": {"estimate": 22 / 66 - 6 / 44, "ci_low": 0.045, "ci_high": 0.349},
+        "by_category": by_cat.to_dict(orient="records"),
+    }
+    km, discontinuation = _km(rng)
+    provenance = {"ildstudy_version": "0.1.0", "protocol_sha256": protocol.sha256(),
+                  "data_sha256": "f" * 8 + "0" * 56}
+    results = {"schema_version": 1, "protocol_sha256": provenance["protocol_sha256"],
+               "data_sha256": provenance["data_sha256"], "arms": {a: {"n": n} for a, n in ARMS.items()}}
+    return StudyResult(
+        protocol=protocol, arms=dict(ARMS), attrition=attrition, table1=table1, outcomes=outcomes,
+        adverse_events=adverse_events, adverse_events_by_category=by_cat,
+        discontinuation=discontinuation, km=km, results=results, provenance=provenance,
+    )
