@@ -100,7 +100,7 @@ def test_continuous_summaries_match_r(mean_sd, variable):
     row = _row(mean_sd, variable)
     for arm in ARMS:
         r = ref["by_arm"][arm]
-        assert row[arm] == f"{r['mean']:.1f} ({r['sd']:.1f})"
+        assert row[arm] == r["mean_sd_text"]           # sprintf("%.1f (%.1f)", mean, sd)
     assert row["missing"] == sum(ref["by_arm"][a]["missing"] for a in ARMS)
 
 
@@ -125,7 +125,7 @@ def test_wilcoxon_matches_r(median_iqr, variable):
     r = CONTINUOUS[variable]["by_arm"]
     row = _row(median_iqr, variable)
     for arm in ARMS:
-        assert row[arm] == f"{r[arm]['median']:.1f} [{r[arm]['q1']:.1f}, {r[arm]['q3']:.1f}]"
+        assert row[arm] == r[arm]["median_iqr_text"]   # sprintf("%.1f [%.1f, %.1f]", median, q1, q3)
 
 
 @pytest.mark.parametrize("variable", sorted(CONTINUOUS))

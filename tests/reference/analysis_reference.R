@@ -163,7 +163,11 @@ continuous <- function(var) {
   by_arm <- lapply(list(AZA = x, MMF = y), function(v) {
     q <- quant7(v)
     list(n = sum(!is.na(v)), missing = sum(is.na(v)), mean = num(mean(v, na.rm = TRUE)),
-         sd = num(sd(v, na.rm = TRUE)), median = q[2], q1 = q[1], q3 = q[3])
+         sd = num(sd(v, na.rm = TRUE)), median = q[2], q1 = q[1], q3 = q[3],
+         # as printed, from R's full-precision values (the JSON numbers have 15 significant digits, which can
+         # move a value that lies on a rounding boundary, e.g. 42.349999999999994 -> 42.35)
+         mean_sd_text = sprintf("%.1f (%.1f)", mean(v, na.rm = TRUE), sd(v, na.rm = TRUE)),
+         median_iqr_text = sprintf("%.1f [%.1f, %.1f]", q[2], q[1], q[3]))
   })
   tt <- t.test(x, y)                                           # Welch (var.equal = FALSE is the default)
   wt <- wilcox.test(x, y, exact = FALSE, correct = TRUE)

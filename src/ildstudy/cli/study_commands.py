@@ -2,29 +2,81 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import typer
 
 from ildstudy.cli.app import app, err, out, progress
 
+STEPS = 8  # validate, cohort, table 1, three models, adverse events, discontinuation
+
+
+def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=None) -> None:
+    from ildstudy.analysis.study import run_study
+    from ildstudy.report.outputs import write_study_outputs
+
+    started = dt.datetime.now(dt.timezone.utc)
+    with progress("Running the study", total=STEPS + 1) as advance:
+        result = run_study(protocol, data, db=db, on_step=lambda s: advance(description=s))
+        advance(description="Writing the report")
+        write_study_outputs(result, out_dir, min_cell=min_cell, started=started, include=include)
+    for w in result.results.get("warnings", []):
+        err.print(f"ildstudy: warning: {w}", markup=False)
+    _summary(result, out_dir)
+
+
+def _summary(result, out_dir: Path) -> None:
+    arms = ", ".join(f"{a} {n}" for a, n in result.arms.items())
+    out.print(f"Cohort: {arms}")
+    ae = result.adverse_events
+    by_arm = ae.get("by_arm", {})
+    parts = [f"{a} {v['patients_with_event']}/{v['n']} ({v['percent']:.1f}%)" for a, v in by_arm.items()]
+    if parts:
+        out.print(f"Adverse events: {' vs '.join(parts)}, {ae.get('test_name', ae.get('test'))} p = {ae['p']:.3f}")
+    for name, o in result.outcomes.items():
+        last = o.arm_differences.iloc[-1]
+        at36 = o.arm_differences[o.arm_differences["month"] == 36]
+        row = at36.iloc[0] if len(at36) else last
+        out.print(f"{o.label}: {row['contrast']} at {row['month']:g} months = {row['estimate']:.1f} "
+                  f"(95% CI {row['ci_low']:.1f} to {row['ci_high']:.1f}), p = {row['p']:.3f}")
+    report = out_dir / "report.html"
+    out.print(f"Outputs: {out_dir}/" + (f"  (report: {report})" if report.exists() else ""))
+
+
+@app.command()
+def run(
+    protocol: str = typer.Argument(..., help="A protocol TOML file or a built-in name (huapaya2019)."),
+    data: Path = typer.Argument(None, help="Registry folder (CSV, Parquet or XLSX tables). Omit with --db."),
+    db: str = typer.Option(None, "--db", help="Run inside this database instead: a DuckDB file or postgresql:// URL "
+                                               "(written by 'ildstudy load')."),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder (replaced only when the run completes)."),
+    min_cell: int = typer.Option(5, "--min-cell", min=1, help="Counts below this are shown as '<N' in share/."),
+) -> None:
+    """Run a study: validate, build the cohort, fit the models, compare adverse events and discontinuation,
+    write results.json, tables, figures and report.html."""
+    from ildstudy.errors import IldStudyError
+
+    if (data is None) == (db is None):
+        raise IldStudyError("give a registry folder or --db URL (exactly one)")
+    _run_and_write(protocol, data, db, out_dir, min_cell)
+
 
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Output folder."),
     seed: int = typer.Option(2019, "--seed", help="Seed of the synthetic registry."),
+    min_cell: int = typer.Option(5, "--min-cell", min=1, help="Counts below this are shown as '<N' in share/."),
 ) -> None:
-    """Write the calibrated synthetic registry and run every stage of the study on it."""
-    from ildstudy.data import load_registry
+    """Write the calibrated synthetic registry and run the built-in study on it, end to end."""
     from ildstudy.synth import write_registry
 
-    registry_dir = out_dir / "registry"
-    with progress("Generating the synthetic registry"):
-        truth = write_registry(registry_dir, n_patients=None, seed=seed, fmt="csv")
-    out.print(f"Synthetic registry: {truth.n_patients} patients in {registry_dir} (planted truth in truth.json)")
-    with progress("Validating the registry"):
-        registry = load_registry(registry_dir)
-    for p in registry.problems:
-        err.print(f"ildstudy: warning: {p}", markup=False)
-    rows = sum(len(t) for t in registry.tables.values())
-    out.print(f"Validated: {len(registry.tables)} tables, {rows} rows, no errors")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ildstudy-demo-") as tmp:
+        registry_dir = Path(tmp) / "registry"
+        with progress("Generating the synthetic registry"):
+            truth = write_registry(registry_dir, n_patients=None, seed=seed, fmt="csv")
+        out.print(f"Synthetic registry: {truth.n_patients} patients (seed {seed}); planted truth in "
+                  f"{out_dir / 'registry' / 'truth.json'}")
+        _run_and_write("huapaya2019", registry_dir, None, out_dir, min_cell, include={"registry": registry_dir})

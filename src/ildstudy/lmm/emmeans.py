@@ -66,7 +66,8 @@ class Contrasts:
     by : tuple of str
     table : DataFrame
         ``contrast`` (e.g. ``"AZA - MMF"``, ``"months12 - months0"``), the ``by`` variables,
-        then ``estimate, se, df, t, p, ci_low, ci_high`` (p unadjusted).
+        then ``estimate, se, df, t_ratio, p, ci_low, ci_high`` (p unadjusted; ``t_ratio`` as emmeans
+        names it, so that a variable called ``t`` can be a ``by`` column).
     L : ndarray, shape (m, p)
     level : float
     """
@@ -156,7 +157,7 @@ def contrasts(
             labels.append(label)
             by_values.append(by_cell)
     L = np.array(rows).reshape(len(rows), means.L.shape[1])
-    table = fit.linear_combination(L, level=level, labels=labels)
+    table = fit.linear_combination(L, level=level, labels=labels).rename(columns={"t": "t_ratio"})
     for i, name in enumerate(means.by):
         table.insert(1 + i, name, [cell[i] for cell in by_values])
     return Contrasts(specs=spec, by=means.by, table=table, L=L, level=level)

@@ -185,12 +185,11 @@ def _bar_terms(rhs: str) -> list[tuple[int, int]]:
 def _remove_term(rhs: str, start: int, stop: int) -> str:
     """Remove ``rhs[start:stop]`` and the ``+`` joining it to its neighbours."""
     before, after = rhs[:start].rstrip(), rhs[stop:].lstrip()
-    if before.endswith("+"):
-        before = before[:-1].rstrip()
-    elif after.startswith("+"):
-        after = after[1:].lstrip()
-    elif before or after:
+    joined_before, joined_after = before.endswith("+"), after.startswith("+")
+    if (before and not joined_before) or (after and not joined_after):
         raise ModelError(
             f"the random-effects term {rhs[start:stop]!r} must be added with '+' to the fixed terms"
         )
+    before = before[:-1].rstrip() if joined_before else before
+    after = after[1:].lstrip() if joined_after else after
     return " + ".join(part for part in (before, after) if part)

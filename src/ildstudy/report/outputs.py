@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
+import shutil
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,10 +31,15 @@ def _versions() -> dict[str, str]:
 
 
 def write_study_outputs(result: StudyResult, out_dir: Path, *, min_cell: int = 5,
-                        started: dt.datetime | None = None) -> Path:
-    """Write all outputs of ``result`` into ``out_dir`` (replacing it only when complete)."""
+                        started: dt.datetime | None = None, include: dict[str, Path] | None = None) -> Path:
+    """Write all outputs of ``result`` into ``out_dir`` (replacing it only when complete).
+
+    ``include`` maps sub-folder names to folders copied in as they are (the demo's registry).
+    """
     started = started or dt.datetime.now(dt.timezone.utc)
     with atomic_output_dir(Path(out_dir)) as tmp:
+        for name, folder in (include or {}).items():
+            shutil.copytree(folder, tmp / name)
         write_json(tmp / "results.json", result.results)
         write_table(result.attrition, tmp / "attrition", xlsx=False)
         write_tables(result.tables, tmp / "tables")

@@ -1,0 +1,179 @@
+"""Run a whole study: registry + protocol -> cohort -> Table 1, outcome models, adverse events,
+discontinuation -> :class:`~ildstudy.analysis.result.StudyResult`.
+
+>>> from ildstudy.analysis.study import run_study                       # doctest: +SKIP
+>>> result = run_study("huapaya2019", "demo-output/registry")          # doctest: +SKIP
+>>> result.outcomes["prednisone_mg"].arm_differences                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from ildstudy import __version__
+from ildstudy.analysis.adverse_events import compare_adverse_events
+from ildstudy.analysis.discontinuation import discontinuation
+from ildstudy.analysis.result import OutcomeResult, StudyResult
+from ildstudy.analysis.table1 import Variable, table1
+from ildstudy.analysis.trajectories import fit_outcome, model_frame
+from ildstudy.cohort import Cohort, build_cohort
+from ildstudy.data import Registry, load_registry
+from ildstudy.protocol import Protocol, load_protocol
+
+SCHEMA_VERSION = 1
+
+
+def table1_variables(protocol: Protocol) -> list[Variable]:
+    """Table 1 rows: demographics, covariates, baseline lung function and dose, follow-up."""
+    median = set(protocol.analysis.median_iqr)
+
+    def cont(name: str, label: str) -> Variable:
+        return Variable(name, label, "continuous", "median_iqr" if name in median else "mean_sd")
+
+    return [
+        cont("age", "Age at index, years"),
+        Variable("sex", "Female", "binary", positive="F"),
+        Variable("antisynthetase", "Antisynthetase antibody", "binary", positive=True),
+        Variable("smoking", "Ever smoker", "binary", positive="ever"),
+        Variable("diagnosis", "Diagnosis", "categorical"),
+        cont("fvc_pct_pred", "Baseline FVC, % predicted"),
+        cont("dlco_pct_pred", "Baseline DLCO, % predicted"),
+        cont("prednisone_mg", "Baseline prednisone-equivalent, mg/day"),
+        cont("follow_up_months", "Follow-up, months"),
+    ]
+
+
+def run_study(protocol: Protocol | str | Path, data: Registry | str | Path | None = None, *,
+              db: str | None = None, on_step: Callable[[str], None] | None = None) -> StudyResult:
+    """Run the protocol on a registry and return every result.
+
+    Parameters
+    ----------
+    protocol : Protocol, built-in name or TOML path
+    data : Registry or registry folder, optional
+        Validated and loaded into an embedded DuckDB. Give either ``data`` or ``db``.
+    db : str, optional
+        A DuckDB file or ``postgresql://`` URL holding the registry tables (``ildstudy load``);
+        the cohort SQL then runs inside that database.
+    on_step : callable, optional
+        Called with a short description before each step (progress display).
+
+    Raises
+    ------
+    DataError
+        The registry is invalid (every problem listed).
+    """
+    step = on_step or (lambda _s: None)
+    protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    if (data is None) == (db is None):
+        from ildstudy.errors import IldStudyError
+
+        raise IldStudyError("give either a registry folder or --db URL, not both or neither")
+    step("Validating the registry")
+    if db is None:
+        registry = data if isinstance(data, Registry) else load_registry(data)
+        source, data_hash, warnings = registry, registry.sha256(), list(registry.problems)
+    else:
+        source, data_hash, warnings = db, None, []
+    step("Building the cohort")
+    cohort = build_cohort(source, protocol)
+    if data_hash is None:
+        data_hash = _cohort_hash(cohort)
+    return analyse_cohort(cohort, protocol, data_hash=data_hash, on_step=step,
+                          warnings=warnings + list(cohort.warnings))
+
+
+def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
+                   on_step: Callable[[str], None] | None = None, warnings=()) -> StudyResult:
+    """Everything after the cohort: Table 1, outcome models, adverse events, discontinuation."""
+    step = on_step or (lambda _s: None)
+    arms = [a.name for a in protocol.arms]
+    ref = protocol.reference_arm
+    pts = cohort.patients
+    n_by_arm = {a: int((pts["arm"] == a).sum()) for a in arms}
+
+    step("Table 1")
+    t1_frame = pts.rename(columns={"baseline_fvc_pct_pred": "fvc_pct_pred",
+                                   "baseline_dlco_pct_pred": "dlco_pct_pred",
+                                   "baseline_prednisone_mg": "prednisone_mg"})
+    t1 = table1(t1_frame, "arm", arms, table1_variables(protocol))
+
+    outcomes: dict[str, OutcomeResult] = {}
+    for outcome in protocol.outcomes:
+        step(f"Mixed model: {outcome.label or outcome.name}")
+        outcomes[outcome.name] = fit_outcome(outcome, model_frame(pts, cohort.outcomes, outcome.name), protocol)
+
+    step("Adverse events")
+    ev = cohort.adverse_events.merge(pts[["patient_id", "arm"]], on="patient_id")
+    per_patient = pts[["patient_id", "arm"]].assign(any_event=pts["patient_id"].isin(ev["patient_id"]))
+    ae = compare_adverse_events(per_patient, ev[["patient_id", "arm", "category", "led_to_discontinuation"]],
+                                arms, ref, test=protocol.analysis.adverse_event_test)
+
+    step("Discontinuation")
+    times = pd.DataFrame({
+        "patient_id": pts["patient_id"], "arm": pts["arm"],
+        "months": pts["treatment_months"].astype(float),
+        "event": pts["treatment_end"].eq("stop").fillna(False).astype(bool) & pts["discontinued"].astype(bool),
+        "reason": pts["stop_reason"],
+    })
+    disc = discontinuation(times, arms, ref)
+
+    attrition = cohort.attrition.copy()
+    provenance = {"ildstudy_version": __version__, "protocol_sha256": protocol.sha256(), "data_sha256": data_hash}
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "protocol": protocol.name,
+        "protocol_sha256": provenance["protocol_sha256"],
+        "data_sha256": data_hash,
+        "arms": {a: {"n": n_by_arm[a], "label": next(x.label for x in protocol.arms if x.name == a)} for a in arms},
+        "reference_arm": ref,
+        "attrition": cohort.attrition_records(),
+        "table1": t1.records(),
+        "outcomes": {
+            name: {
+                "model": o.model,
+                "marginal_means": o.marginal_means,
+                "change_from_baseline": o.change_from_baseline,
+                "arm_differences": o.arm_differences,
+            }
+            for name, o in outcomes.items()
+        },
+        "adverse_events": ae.to_dict(),
+        "discontinuation": disc.to_dict(),
+        "warnings": [str(w) for w in warnings],
+    }
+    tables = {"attrition": attrition, "table1": t1.table}
+    for name, o in outcomes.items():
+        tables[f"{name}_fixed_effects"] = o.fixed_effects
+        tables[f"{name}_marginal_means"] = o.marginal_means
+        tables[f"{name}_change_from_baseline"] = o.change_from_baseline
+        tables[f"{name}_arm_differences"] = o.arm_differences
+    tables["adverse_events_by_arm"] = ae.by_arm
+    tables["adverse_events_by_category"] = ae.by_category
+    tables["discontinuation_at_months"] = disc.at_times_table()
+    count_columns = {
+        "attrition": [c for c in attrition.columns if c.startswith(("excluded", "remaining"))],
+        "table1": arms,
+        "adverse_events_by_arm": [c for c in ae.by_arm.columns if c in ("patients_with_event", "n", "led_to_discontinuation")],
+        "adverse_events_by_category": [c for c in ae.by_category.columns if c.endswith(("_patients", "patients", "_n"))],
+        "discontinuation_at_months": [c for c in ("n_risk", "n_event", "n_censor") if c in disc.at_times_table().columns],
+    }
+    return StudyResult(
+        protocol=protocol, arms=n_by_arm, attrition=attrition, table1=t1.table, outcomes=outcomes,
+        adverse_events=results["adverse_events"], adverse_events_by_category=ae.by_category,
+        discontinuation=results["discontinuation"], km=disc.km_table(), results=results, tables=tables,
+        count_columns=count_columns, provenance=provenance,
+    )
+
+
+def _cohort_hash(cohort: Cohort) -> str:
+    """A content hash of the analysis tables, for data read from a database."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for frame in (cohort.patients, cohort.outcomes, cohort.adverse_events):
+        h.update(pd.util.hash_pandas_object(frame.astype(str), index=False).values.tobytes())
+    return h.hexdigest()

@@ -1,0 +1,141 @@
+"""Each outcome's mixed model over time, and its marginal means and contrasts.
+
+The model, as a biostatistician would write it in lme4::
+
+    value ~ months * arm + female + age + antisynthetase + ever_smoker + (1 + months | patient)
+
+(covariates as chosen by the protocol; random intercept only if the protocol says so; with
+``time_model = "categorical"`` the visit month is a factor and the random part is an intercept).
+Arms are a factor whose reference level is the protocol's reference arm, so R prints the terms
+``armAZA`` and ``months:armAZA``. Marginal means are emmeans' (covariates at their means), with
+Satterthwaite df.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ildstudy.analysis.result import OutcomeResult
+from ildstudy.lmm import fit_lmm
+from ildstudy.protocol import Outcome, Protocol
+
+COVARIATE_COLUMNS = {"sex": "female", "age": "age", "antisynthetase": "antisynthetase", "smoking": "ever_smoker"}
+CI_COLUMNS = ["estimate", "se", "df", "ci_low", "ci_high"]
+
+
+def model_frame(patients: pd.DataFrame, outcomes: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    """Join one outcome's long rows with the patient covariates, as numeric model columns.
+
+    Parameters
+    ----------
+    patients : DataFrame[patient_id, arm, sex, age, antisynthetase, smoking, ...]
+        The cohort's patient table.
+    outcomes : DataFrame[patient_id, outcome, months, value]
+        The cohort's long outcome table.
+    """
+    rows = outcomes.loc[outcomes["outcome"] == outcome, ["patient_id", "months", "value"]]
+    cov = pd.DataFrame({
+        "patient_id": patients["patient_id"],
+        "arm": patients["arm"].astype(str),
+        "female": (patients["sex"] == "F").astype(float),
+        "age": patients["age"].astype(float),
+        "antisynthetase": patients["antisynthetase"].astype(float),
+        "ever_smoker": patients["smoking"].map({"ever": 1.0, "never": 0.0}).astype(float),
+    })
+    frame = rows.merge(cov, on="patient_id", how="inner", validate="many_to_one")
+    return frame.rename(columns={"patient_id": "patient", "value": outcome})
+
+
+def outcome_formula(outcome: Outcome, protocol: Protocol) -> str:
+    covs = " + ".join(COVARIATE_COLUMNS[c] for c in protocol.analysis.covariates)
+    time = "visit" if outcome.time_model == "categorical" else "months"
+    fixed = f"{outcome.name} ~ {time} * arm" + (f" + {covs}" if covs else "")
+    if outcome.time_model == "categorical" or outcome.random_effects == "intercept":
+        return f"{fixed} + (1 | patient)"
+    return f"{fixed} + (1 + months | patient)"
+
+
+def nearest_month(months: np.ndarray, grid: tuple[float, ...]) -> np.ndarray:
+    """Each time mapped to the nearest protocol month (for categorical visit models)."""
+    g = np.asarray(grid, dtype=float)
+    return g[np.abs(np.asarray(months, dtype=float)[:, None] - g[None, :]).argmin(axis=1)]
+
+
+def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> OutcomeResult:
+    """Fit the protocol's model of one outcome and compute means, changes and arm differences."""
+    arms = [a.name for a in protocol.arms]
+    levels = {"arm": [protocol.reference_arm] + [a for a in arms if a != protocol.reference_arm]}
+    months = [float(m) for m in protocol.analysis.contrast_months]
+    data = frame.copy()
+    formula = outcome_formula(outcome, protocol)
+    if outcome.time_model == "categorical":
+        data["visit"] = [_month_label(m) for m in nearest_month(data["months"].to_numpy(), tuple(months))]
+        levels["visit"] = [_month_label(m) for m in months if _month_label(m) in set(data["visit"])]
+        spec, at = "visit", {}
+    else:
+        spec, at = "months", {"months": months}
+    fit = fit_lmm(formula, data, reml=True, factor_levels=levels)
+
+    means = fit.emmeans("arm", by=spec, at=at).table
+    change = fit.contrast(spec, by="arm", at=at, ref=_ref(spec, months)).table
+    diff = fit.contrast("arm", by=spec, at=at, method="trt.vs.ctrl", ref=protocol.reference_arm).table
+
+    mm = pd.DataFrame({"arm": means["arm"].astype(str), "month": _as_month(means[spec])})
+    mm[CI_COLUMNS] = means[CI_COLUMNS].to_numpy()
+    mm = _order_arms(mm, arms)
+    cfb = pd.DataFrame({"arm": change["arm"].astype(str), "month": _months_from_labels(change["contrast"], spec)})
+    cfb[CI_COLUMNS + ["p"]] = change[CI_COLUMNS + ["p"]].to_numpy()
+    cfb = _order_arms(cfb, arms)
+    ad = pd.DataFrame({"month": _as_month(diff[spec]), "contrast": diff["contrast"].astype(str)})
+    ad[CI_COLUMNS + ["p"]] = diff[CI_COLUMNS + ["p"]].to_numpy()
+
+    d = fit.to_dict()
+    model = {
+        "formula": formula,
+        "n_obs": d["n_obs"],
+        "n_patients": d["n_groups"],
+        "method": d.get("method", "REML"),
+        "reml_criterion": d.get("reml_criterion"),
+        "loglik": d["loglik"],
+        "aic": d.get("aic"),
+        "bic": d.get("bic"),
+        "converged": d["converged"],
+        "singular": bool(getattr(fit, "singular", False)),
+        "fixed_effects": d["fixed_effects"],
+        "df_method": "satterthwaite",
+        "random_effects": d["random_effects"],
+        "residual_sd": d["residual_sd"],
+    }
+    series = pd.factorize(frame["patient"], sort=True)[0] + 1
+    observed = pd.DataFrame({"series": series, "arm": frame["arm"].to_numpy(),
+                             "months": frame["months"].to_numpy(), "value": frame[outcome.name].to_numpy()})
+    return OutcomeResult(
+        name=outcome.name, label=outcome.label or outcome.name, formula=formula, model=model,
+        fixed_effects=fit.fixed_effects.copy(), marginal_means=mm, change_from_baseline=cfb,
+        arm_differences=ad.reset_index(drop=True), observed=observed,
+    )
+
+
+def _month_label(m: float) -> str:
+    return f"{m:g}"
+
+
+def _ref(spec: str, months: list[float]):
+    return _month_label(months[0]) if spec == "visit" else months[0]
+
+
+def _as_month(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values.astype(str)).to_numpy(dtype=float)
+
+
+def _months_from_labels(labels: pd.Series, spec: str) -> np.ndarray:
+    """``"months12 - months0"`` (or ``"visit12 - visit0"``) -> 12.0."""
+    first = labels.astype(str).str.split(" - ").str[0].str.replace(spec, "", regex=False)
+    return pd.to_numeric(first).to_numpy(dtype=float)
+
+
+def _order_arms(frame: pd.DataFrame, arms: list[str]) -> pd.DataFrame:
+    order = {a: i for i, a in enumerate(arms)}
+    return frame.sort_values(["arm", "month"], key=lambda s: s.map(order) if s.name == "arm" else s,
+                             kind="stable").reset_index(drop=True)

@@ -1,0 +1,157 @@
+"""Generate a synthetic registry: plan everyone, then build rows block by block of patients.
+
+The plan (:mod:`~ildstudy.synth.plan`) is drawn for all patients at once; rows are then built for
+blocks of ``BLOCK`` patients, each with its own child generator spawned from the caller's generator,
+so the same seed gives the same rows whether a registry is returned in memory or streamed to files,
+and memory stays bounded for a million patients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ildstudy.synth.calibration import HUAPAYA2019, Calibration
+from ildstudy.synth.columns import Table, concat_tables, to_arrow, to_pandas
+from ildstudy.synth.events import adverse_event_rows
+from ildstudy.synth.measurements import pft_rows
+from ildstudy.synth.medications import Drugs, medication_rows
+from ildstudy.synth.people import antibody_rows, patient_rows
+from ildstudy.synth.plan import Plan, draw_plan
+from ildstudy.synth.truth import Truth, build_truth
+from ildstudy.synth.windows import Windows
+
+#: patients per block of rows
+BLOCK = 50_000
+TABLE_NAMES = ("patients", "antibodies", "medications", "pft", "adverse_events")
+
+
+@dataclass(frozen=True, slots=True)
+class Ids:
+    """Patient identifiers as numbers; text is ``P`` + the number zero-padded to ``width`` digits."""
+
+    numbers: np.ndarray
+    width: int
+
+    def take(self, order: np.ndarray) -> "Ids":
+        return Ids(self.numbers[order], self.width)
+
+    def text(self) -> pa.Array:
+        lo = int(self.numbers.min(initial=0))
+        hi = int(self.numbers.max(initial=-1))
+        vocab = id_text(np.arange(lo, hi + 1), self.width)
+        return pa.DictionaryArray.from_arrays(pa.array((self.numbers - lo).astype(np.int32)), vocab).cast(pa.string())
+
+
+def id_text(numbers: np.ndarray, width: int) -> pa.Array:
+    """``P000001``-style identifiers for patient numbers (vectorised in Arrow)."""
+    digits = pc.utf8_lpad(pa.array(numbers, type=pa.int64()).cast(pa.string()), width=width, padding="0")
+    return pc.binary_join_element_wise("P", digits, "")
+
+
+def id_width(n_patients: int) -> int:
+    return max(6, len(str(n_patients)))
+
+
+class Generator:
+    """A planned registry whose rows can be built block by block (see :func:`generate_registry`)."""
+
+    def __init__(self, n_patients: int | None, rng: np.random.Generator, protocol,
+                 calibration: Calibration = HUAPAYA2019, centred: bool | None = None):
+        self.protocol = protocol
+        self.windows = Windows.from_protocol(protocol)
+        self.drugs = Drugs.from_protocol(protocol)
+        self.centred = (n_patients is None) if centred is None else bool(centred)
+        self.plan: Plan = draw_plan(n_patients, rng, self.windows, calibration,
+                                    tuple(protocol.exclusions.other_agents.drugs), self.centred)
+        self.width = id_width(self.plan.n)
+        n_blocks = max(1, -(-self.plan.n // BLOCK))
+        self._rngs = rng.spawn(n_blocks)
+        self.truth: Truth = build_truth(protocol, self.plan.group, self.plan.ae, self.centred)
+
+    def blocks(self) -> Iterator[dict[str, Table]]:
+        """The rows of each block of patients, as column tables (patient ids as :class:`Ids`)."""
+        for b, rng in enumerate(self._rngs):
+            lo, hi = b * BLOCK, min((b + 1) * BLOCK, self.plan.n)
+            yield self._block(self.plan.chunk(lo, hi), rng)
+
+    def _block(self, plan: Plan, rng: np.random.Generator) -> dict[str, Table]:
+        win, drugs = self.windows, self.drugs
+        meds = medication_rows(plan, rng, win, drugs)
+        arm_drug = _first_arm_drug(plan, meds, drugs)
+        tables = {
+            "patients": patient_rows(plan, rng),
+            "antibodies": antibody_rows(plan, rng),
+            "medications": meds,
+            "pft": pft_rows(plan, rng, win),
+            "adverse_events": adverse_event_rows(plan, rng, win, drugs, arm_drug),
+        }
+        for t in tables.values():
+            t["patient_id"] = Ids(plan.first_id + 1 + np.asarray(t["patient_id"], np.int64), self.width)
+        return tables
+
+
+def _first_arm_drug(plan: Plan, meds: Table, drugs: Drugs) -> np.ndarray:
+    """Generic code of each patient's arm drug (the first drug of the arm; events name it)."""
+    first = np.asarray([arm[0] for arm in drugs.arm_drugs])
+    return first[plan.arm]
+
+
+def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol, *,
+                      centred: bool | None = None) -> tuple[dict[str, pd.DataFrame], Truth]:
+    """Generate a synthetic raw registry in memory, with its planted truth.
+
+    Parameters
+    ----------
+    n_patients : int or None
+        Number of patients; ``None`` gives the default registry calibrated to Huapaya et al. 2019:
+        exactly 66 AZA and 44 MMF patients eligible under the protocol, planted ineligible patients
+        for every attrition step, 22/66 and 6/44 eligible patients with an adverse event in their
+        follow-up window. With ``N`` the same proportions, scaled to N patients.
+    rng : numpy.random.Generator
+        The only source of randomness (``numpy.random.default_rng(seed)``).
+    protocol : ildstudy.protocol.Protocol
+        The protocol whose rules the planted counts are built for (``load_protocol("huapaya2019")``).
+    centred : bool, optional
+        Centre the eligible patients' random effects within each arm so that the realised arm means
+        equal the model's fixed effects (the default registry: its study results then show the true
+        effects up to residual noise). ``False`` samples them, as a recovery study needs. Default:
+        centred exactly when ``n_patients`` is ``None``.
+
+    Returns
+    -------
+    tables : dict of str to DataFrame
+        ``patients``, ``antibodies``, ``medications``, ``pft``, ``adverse_events`` with the canonical
+        columns; values as written to files (brand names, mixed spellings), typed as the loader types
+        them (text ``object``, dates ``datetime64[ns]``, booleans ``boolean``, numbers ``float64``).
+    truth : Truth
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ildstudy.protocol import load_protocol
+    >>> tables, truth = generate_registry(None, np.random.default_rng(2019), load_protocol("huapaya2019"))
+    >>> truth.arms, truth.arm_differences["prednisone_mg"]["36"]
+    ({'AZA': 66, 'MMF': 44}, -6.6)
+    >>> len(tables["patients"]) == truth.n_patients
+    True
+    """
+    gen = Generator(n_patients, rng, protocol, centred=centred)
+    blocks = list(gen.blocks())
+    tables = {}
+    for name in TABLE_NAMES:
+        table = concat_tables([b[name] for b in blocks]) if len(blocks) > 1 else blocks[0][name]
+        frame = to_pandas(name, {k: v for k, v in table.items() if k != "patient_id"} | {"patient_id": None},
+                          ids=table["patient_id"])
+        tables[name] = frame
+    return tables, gen.truth
+
+
+def block_to_arrow(name: str, table: Table) -> pa.Table:
+    """One block of one table as Arrow (canonical columns and types)."""
+    return to_arrow(name, table)
