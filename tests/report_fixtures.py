@@ -93,7 +93,7 @@ def _outcome(protocol, outcome, rng: np.random.Generator) -> OutcomeResult:
         "reml_criterion": 7012.3 + len(name), "loglik": -3506.2 - len(name), "converged": True,
         "fixed_effects": fe.to_dict(orient="records"),
         "random_effects": {"terms": ["(Intercept)", "months"], "sd": [sd_int, sd_slope], "corr": [[1.0, -0.21], [-0.21, 1.0]]},
-        "residual_sd": sd_res,
+        "residual_sd": sd_res, "method": "REML", "singular": False, "df_method": "satterthwaite",
     }
     return OutcomeResult(
         name=name, label=outcome.label or name, formula=formula, model=model, fixed_effects=fe,
@@ -112,9 +112,7 @@ def _km(rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
             t_cens = rng.uniform(14, 60, n)
             time = np.round(np.minimum(t_event, t_cens), 1)
             event = t_event <= t_cens
-            surv, var_sum = 1.0, 0.0
-            rows.append(dict(analysis=analysis, arm=arm, time=0.0, n_risk=n, n_event=0, n_censor=0,
-                             survival=1.0, ci_low=1.0, ci_high=1.0))
+            surv, var_sum = 1.0, 0.0  # one row per distinct time, no time-0 row (as survfit)
             for t in np.unique(time):
                 at_risk = int((time >= t).sum())
                 d = int(((time == t) & event).sum())
@@ -157,46 +155,57 @@ def fake_study_result(*, title: str | None = None, arm_label: str | None = None,
         update["arms"] = (protocol.arms[0].model_copy(update={"label": arm_label}), protocol.arms[1])
     protocol = protocol.model_copy(update=update)
 
+    # Shapes as the cohort code writes them: ``remaining`` plus nullable per-arm counts (<NA> before arms).
     attrition = pd.DataFrame(
-        [("registry", "", 0, np.nan, np.nan, 148),
-         ("population", "not myositis or no ILD", 8, np.nan, np.nan, 140),
-         ("index_before_cut", "index date after the data cut", 4, 82, 54, 136),
-         ("other_agents", "other steroid-sparing agent", 12, 75, 49, 124),
-         ("both_arms", "exposed to both arms", 6, 71, 47, 118),
-         ("baseline_pft", "no baseline PFT", 5, 68, 45, 113),
-         ("follow_up", "no follow-up measurement", 3, 66, 44, 110)],
-        columns=["step", "reason", "excluded", "remaining_AZA", "remaining_MMF", "remaining_total"])
+        [("registry", "patients in the registry", 0, 148, None, None),
+         ("population", "not myositis or no ILD", 8, 140, None, None),
+         ("arm_drug", "index date after the data cut", 4, 136, 82, 54),
+         ("other_agents", "other steroid-sparing agent", 12, 124, 75, 49),
+         ("both_arms", "exposed to both arms", 6, 118, 71, 47),
+         ("baseline_pft", "no baseline PFT", 5, 113, 68, 45),
+         ("follow_up", "no follow-up measurement", 3, 110, 66, 44)],
+        columns=["step", "reason", "excluded", "remaining", "remaining_AZA", "remaining_MMF"])
+    attrition = attrition.astype({"remaining_AZA": "Int64", "remaining_MMF": "Int64"})
 
+    # As the Table 1 code writes it: one row per continuous or binary variable (a binary's level is the
+    # value counted), one per level of a categorical one; p, test, SMD, missing on its first row only.
     table1 = pd.DataFrame(
-        [("Age at index, years", "", "49.8 (11.9)", "51.2 (12.4)", 0.551, "t-test", 0.115, 0),
-         ("Female sex", "", "44 (66.7%)", "30 (68.2%)", 0.969, "chi-squared", 0.032, 0),
-         ("Antisynthetase antibody", "", "43 (65.2%)", "27 (61.4%)", 0.838, "chi-squared", 0.079, 0),
-         ("Smoking", "never", "46 (69.7%)", "31 (70.5%)", 0.912, "chi-squared", 0.061, 2),
-         ("Smoking", "former", "17 (25.8%)", "10 (22.7%)", 0.912, "chi-squared", 0.061, 2),
-         ("Smoking", "current", "2 (3.0%)", "2 (4.5%)", 0.912, "chi-squared", 0.061, 2),
-         ("Diagnosis", "ASyS", "30 (45.5%)", "19 (43.2%)", 0.74, "Fisher", 0.2, 0),
-         ("Diagnosis", "DM", "20 (30.3%)", "15 (34.1%)", 0.74, "Fisher", 0.2, 0),
-         ("Diagnosis", "PM", "16 (24.2%)", "10 (22.7%)", 0.74, "Fisher", 0.2, 0),
-         ("FVC % predicted", "", "56.1 (14.2)", "64.3 (15.0)", 0.004, "t-test", 0.56, 0),
-         ("DLCO % predicted", "", "43.2 (13.1)", "53.1 (14.8)", 0.0004, "t-test", 0.71, 3),
-         ("Prednisone-equivalent, mg/day", "", "20.0 [10.0, 30.0]", "20.0 [10.0, 27.5]", 0.62, "Wilcoxon", 0.09, 0)],
-        columns=["variable", "level", "AZA", "MMF", "p", "test", "smd", "missing"])
+        [("age", "Age at index, years", None, "49.8 (11.9)", "51.2 (12.4)", 0.551, "Welch t-test", 0.115, 0),
+         ("sex", "Female", "F", "44 (66.7%)", "30 (68.2%)", 0.969, "Yates chi-squared", 0.032, 0),
+         ("antisynthetase", "Antisynthetase antibody", True, "43 (65.2%)", "27 (61.4%)", 0.838,
+          "Yates chi-squared", 0.079, 0),
+         ("smoking", "Ever smoker", "ever", "19 (29.2%)", "12 (27.9%)", 0.912, "Yates chi-squared", 0.061, 2),
+         ("diagnosis", "Diagnosis", "ASyS", "30 (45.5%)", "19 (43.2%)", 0.74, "Fisher's exact", 0.2, 0),
+         ("diagnosis", "Diagnosis", "DM", "20 (30.3%)", "15 (34.1%)", None, None, None, None),
+         ("diagnosis", "Diagnosis", "PM", "16 (24.2%)", "10 (22.7%)", None, None, None, None),
+         ("fvc_pct_pred", "Baseline FVC, % predicted", None, "56.1 (14.2)", "64.3 (15.0)", 0.004, "Welch t-test",
+          0.56, 0),
+         ("dlco_pct_pred", "Baseline DLCO, % predicted", None, "43.2 (13.1)", "53.1 (14.8)", 0.0004,
+          "Welch t-test", 0.71, 3),
+         ("prednisone_mg", "Baseline prednisone-equivalent, mg/day", None, "20.0 [10.0, 30.0]",
+          "20.0 [10.0, 27.5]", 0.62, "Wilcoxon rank-sum", 0.09, 0)],
+        columns=["variable", "label", "level", "AZA", "MMF", "p", "test", "smd", "missing"], dtype=object)
 
     outcomes = {o.name: _outcome(protocol, o, rng) for o in protocol.outcomes}
 
     cats = dict(AE_CATEGORIES)
     if category is not None:
         cats[category] = (1, 1)
+    # Long form, as the adverse-event code writes it: one row per category and arm.
     by_cat = pd.DataFrame([
-        {"category": c, "AZA_patients": a, "AZA_n": ARMS["AZA"], "AZA_percent": 100 * a / ARMS["AZA"],
-         "MMF_patients": m, "MMF_n": ARMS["MMF"], "MMF_percent": 100 * m / ARMS["MMF"]}
-        for c, (a, m) in cats.items()])
+        {"category": c, "arm": arm, "patients_with_event": k, "n": ARMS[arm], "percent": 100 * k / ARMS[arm],
+         "events": k, "fisher_p": 0.5}
+        for c, counts in cats.items() for arm, k in zip(ARMS, counts)])
     adverse_events = {
         "by_arm": {arm: {"patients_with_event": AE[arm], "n": n, "percent": 100 * AE[arm] / n}
                    for arm, n in ARMS.items()},
-        "test": protocol.analysis.adverse_event_test, "statistic": 4.41, "p": 0.0357, "fisher_p": 0.0247,
-        "risk_difference": {"estimate": 22 / 66 - 6 / 44, "ci_low": 0.045, "ci_high": 0.349},
-        "by_category": by_cat.to_dict(orient="records"),
+        "reference_arm": "MMF", "test": protocol.analysis.adverse_event_test,
+        "test_name": "Yates-corrected chi-squared", "statistic": 4.41, "p": 0.0357, "fisher_p": 0.0247,
+        "risk_difference": {"estimate": 22 / 66 - 6 / 44, "ci_low": 0.045, "ci_high": 0.349, "method": "Wald"},
+        "by_category": [{"category": c, **{arm: {"patients_with_event": k, "n": ARMS[arm],
+                                                  "percent": 100 * k / ARMS[arm], "events": k}
+                                           for arm, k in zip(ARMS, counts)}, "fisher_p": 0.5}
+                        for c, counts in cats.items()],
     }
     km, discontinuation = _km(rng)
     provenance = {"ildstudy_version": "0.1.0", "protocol_sha256": protocol.sha256(),

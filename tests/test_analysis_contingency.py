@@ -35,8 +35,9 @@ REF = json.loads(FIXTURE.read_text(encoding="utf-8"))
 STATISTIC_RTOL = 1e-9
 P_VALUE_RTOL = 1e-9
 # R's fisher.test finds the conditional MLE and its CI with uniroot() at its default tolerance
-# (.Machine$double.eps^0.25 ≈ 1.2e-4); SciPy solves more tightly, so the two differ by up to ~1e-5 relative.
-ODDS_RATIO_RTOL = 2e-4
+# (.Machine$double.eps^0.25 ≈ 1.2e-4, absolute); SciPy solves more tightly. Worst seen: 1.8e-4 relative (a CI
+# bound); hence this loose tolerance, for these three numbers only.
+ODDS_RATIO_RTOL = 1e-3
 
 TWO_BY_TWO = {c["name"]: c for c in REF["two_by_two"]}
 R_BY_2 = {c["name"]: c for c in REF["r_by_2"]}

@@ -281,3 +281,11 @@ def test_input_errors():
         table1(df.assign(arm=["A", "B", "B"]), "arm", ["A", "B"], [Variable("s", kind="binary", positive="a")])
     with pytest.raises(ValueError, match="may not be"):
         table1(ok.assign(arm=["p", "B"]), "arm", ["p", "B"], [Variable("x")])
+
+
+def test_binary_as_zero_one():
+    df = pd.DataFrame({"arm": ["A"] * 4 + ["B"] * 4, "x": [1, 0, 1, 1, 0, 0, 1, np.nan], "y": [True] * 8})
+    res = table1(df, "arm", ["A", "B"], [Variable("x", kind="binary"), Variable("y", kind="binary")])
+    t = res.table.set_index("variable")
+    assert t.loc["x", "A"] == "3 (75.0%)" and t.loc["x", "B"] == "1 (33.3%)" and t.loc["x", "missing"] == 1
+    assert t.loc["y", "test"] == "—" and t.loc["y", "A"] == "4 (100.0%)"

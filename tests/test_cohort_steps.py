@@ -46,7 +46,11 @@ def steps_of(cohort) -> dict[str, str | None]:
 
 @pytest.fixture
 def step_registry(registry_builder):
-    b = registry_builder
+    return build_step_registry(registry_builder)
+
+
+def build_step_registry(b):
+    """One patient per exclusion and per window boundary (see EXPECTED_STEPS)."""
     good(b, "ok_aza")
     good(b, "ok_mmf", drug="CellCept")
     good(b, "ok_overlap_dx", diagnosis="overlap")
@@ -78,7 +82,8 @@ def step_registry(registry_builder):
     # baseline_pft: window [-90, 30], FVC % required
     for pid, d in (("bl_m90", -90), ("bl_m91", -91), ("bl_p30", 30), ("bl_p31", 31)):
         b.patient(pid).med(pid, "Imuran", iso(0)).pft(pid, iso(d), 60).pft(pid, iso(200), 61)
-    b.patient("bl_no_fvc").med("bl_no_fvc", "Imuran", iso(0)).pft("bl_no_fvc", iso(0), None, 45).pft("bl_no_fvc", iso(200), 61)
+    b.patient("bl_no_fvc").med("bl_no_fvc", "Imuran", iso(0))
+    b.pft("bl_no_fvc", iso(0), None, 45).pft("bl_no_fvc", iso(200), 61)
     # follow_up: a PFT after day 30 and on or before the end of follow-up
     good(b, "fu_none", fu_day=None)
     good(b, "fu_day31", fu_day=31)
@@ -165,7 +170,11 @@ def _end(cohort) -> dict[str, tuple[float, str]]:
 
 @pytest.fixture
 def follow_up_registry(registry_builder):
-    b = registry_builder
+    return build_follow_up_registry(registry_builder)
+
+
+def build_follow_up_registry(b):
+    """Patients whose follow-up ends at the cut, at 60 months, at a stop or a switch, with chained courses."""
     good(b, "ongoing_cut")                                           # ends at the data cut (day 1460)
     good(b, "ongoing_max", base=EARLY)                               # ends at 60 months (day 1826)
     good(b, "stop_100", stop=100, fu_day=90)                         # as-treated: 130
@@ -223,4 +232,5 @@ def test_stop_reason_of_the_course(registry_builder):
                                                                               "adverse_event")
     b.pft("p", iso(0), 60).pft("p", iso(200), 62)
     p = build_cohort(b.build()).patients.iloc[0]
-    assert (p["treatment_end"], p["stop_reason"], round(p["follow_up_months"] * MONTH)) == ("stop", "adverse_event", 280)
+    ended = (p["treatment_end"], p["stop_reason"], round(p["follow_up_months"] * MONTH))
+    assert ended == ("stop", "adverse_event", 280)

@@ -139,7 +139,7 @@ def test_summary_and_key_results_come_from_the_numbers(written):
     assert "p = 0.04" in summary  # Yates p 0.0357 rounded for prose ...
     key = html[html.find('id="key-title"'):html.find('id="methods"')]
     assert "0.036" in key  # ... and exact in the key-results table
-    assert "At 36 months" in summary and "+1.9 %-points for FVC % predicted" in summary
+    assert "At 36 months" in summary and "+1.9\u00a0%\u2011points for FVC % predicted" in summary
     assert "prednisone-equivalent dose" in summary and "statistically significant" in summary
 
 
@@ -238,3 +238,32 @@ def test_inline_svg_prefixes_ids_and_references():
     assert "#fig1 *{" in out and "<metadata>" not in out and "width=" not in out
     with pytest.raises(ValueError):
         inline_svg(svg, "bad id", "x")
+
+
+def test_adverse_events_by_category_read_in_long_wide_or_results_form():
+    from ildstudy.report.extract import ae_by_category
+
+    result = fake_study_result()
+    arms = ["AZA", "MMF"]
+    long = result.adverse_events_by_category
+    wide = pd.DataFrame([
+        {"category": cat, **{f"{r['arm']}_{k}": r[c] for r in grp.to_dict(orient="records")
+                             for k, c in (("patients", "patients_with_event"), ("n", "n"), ("percent", "percent"))}}
+        for cat, grp in long.groupby("category", sort=False)])
+    expected = ae_by_category(result, arms)
+    assert expected[0]["category"] == "Cytopenia" and expected[0]["arms"]["AZA"]["patients"] == 8
+    assert ae_by_category(dataclasses.replace(result, adverse_events_by_category=wide), arms) == expected
+    assert ae_by_category(dataclasses.replace(result, adverse_events_by_category=pd.DataFrame()), arms) == expected
+
+
+def test_table1_rows_use_labels_and_indent_levels(written):
+    from ildstudy.report.tables import table1
+
+    rows = table1(fake_study_result())
+    labels = [(r["label"], r["level"]) for r in rows]
+    assert ("Female", False) in labels and ("F", True) not in labels  # a binary row shows the counted value only
+    i = labels.index(("Diagnosis", False))
+    assert labels[i + 1:i + 4] == [("ASyS", True), ("DM", True), ("PM", True)]
+    assert rows[i]["p"] == "0.740" and rows[i]["cells"] == ["", ""] and rows[i + 1]["p"] == ""
+    _, _, html = written
+    assert "Baseline FVC, % predicted" in html and "Welch t-test" in html

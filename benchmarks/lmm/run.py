@@ -94,7 +94,8 @@ def parse_time_v(text: str) -> dict:
 
 def run_one(tool: str, data: Path, timeout: float) -> dict:
     cmd = command(tool, data)
-    rec: dict = {"tool": tool, "data": str(data.relative_to(ROOT)), "command": cmd}
+    rec: dict = {"tool": tool, "data": str(data.relative_to(ROOT)), "command": cmd,
+                 "loadavg_before": os.getloadavg()[0]}
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
         full = ["/usr/bin/time", "-v", "-o", tf.name, *cmd]
         t0 = time.perf_counter()
@@ -108,6 +109,7 @@ def run_one(tool: str, data: Path, timeout: float) -> dict:
             rec.update(status="timeout", wall_s=time.perf_counter() - t0, timeout_s=timeout)
             return rec
         rec["wall_s_outer"] = time.perf_counter() - t0
+        rec["loadavg_after"] = os.getloadavg()[0]
         rec.update(parse_time_v(open(tf.name).read()))
     rec["returncode"] = proc.returncode
     rec["stderr_tail"] = stderr[-2000:]

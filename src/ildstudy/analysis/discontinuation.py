@@ -28,10 +28,12 @@ from ildstudy.analysis.kaplan_meier import ConfType, LogRankResult, kaplan_meier
 
 REPORT_MONTHS = (0, 12, 24, 36, 48, 60)
 AE_REASON = "adverse_event"
-#: lifelines' Newton–Raphson settings: iterate until the step is < 1e-11 (the log-likelihood criterion is switched
-#: off: at lifelines' default it stops ~1e-6 short of the maximum). R's coxph stops when the log-likelihood changes
-#: by < 1e-9 relatively, so R's β is itself accurate to ~1e-9; both agree to that.
-COX_FIT_OPTIONS = {"precision": 1e-11, "r_precision": 0.0, "step_size": 0.95, "max_steps": 500}
+#: lifelines' Newton–Raphson settings. lifelines stops when the step, the Newton decrement g'H⁻¹g/2 or the relative
+#: change of the log-likelihood falls below a threshold; at its defaults that leaves β up to ~1e-6 (relative) short of
+#: the maximum, so the log-likelihood criterion is switched off and the others set to 1e-20 (the decrement then
+#: stops the iteration at floating-point noise, β within ~1e-12 of the maximum). R's coxph stops when the
+#: log-likelihood changes by < 1e-9 relatively, which leaves R's β ~1e-9 from the maximum.
+COX_FIT_OPTIONS = {"precision": 1e-20, "r_precision": 0.0, "step_size": 0.95, "max_steps": 500}
 
 
 @dataclass(frozen=True, slots=True)

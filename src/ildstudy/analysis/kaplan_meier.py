@@ -103,7 +103,7 @@ class KaplanMeier:
         pandas.DataFrame, shape (len(times), 7)
             ``time``, ``n_risk`` (patients with time ≥ t), ``n_event`` (events after the previous requested time
             and up to t), ``survival``, ``std_err``, ``ci_low``, ``ci_high`` (carried forward from the last
-            distinct time ≤ t; S = 1 with SE 0 before the first).
+            distinct time ≤ t; before the first time S = 1, SE 0 and limits (1, 1), as R's ``survfit0`` start).
         """
         times = np.asarray(sorted(float(t) for t in times))
         t = self.table["time"].to_numpy()
@@ -115,15 +115,14 @@ class KaplanMeier:
             later = np.searchsorted(t, tt, side="left")
             n_risk = int(n_risk_at[later]) if later < len(t) else 0
             n_event = int(events[(t > prev) & (t <= tt)].sum())
-            if idx < 0:
-                surv, se_log = 1.0, 0.0
+            if idx < 0:  # before the first time: survfit0's starting row, S = 1 with limits (1, 1) for any type
+                surv, std_err, lo, hi = 1.0, 0.0, 1.0, 1.0
             else:
-                surv, se_log = float(self.table["survival"].iat[idx]), float(self.se_log[idx])
-            lo, hi = confidence_limits(np.array([surv]), np.array([se_log]), self.conf_type, self.conf_level)
-            with np.errstate(invalid="ignore"):
-                std_err = surv * se_log
+                row = self.table.iloc[idx]
+                surv, std_err, lo, hi = (float(row["survival"]), float(row["std_err"]), float(row["ci_low"]),
+                                         float(row["ci_high"]))
             rows.append({"time": float(tt), "n_risk": n_risk, "n_event": n_event, "survival": surv,
-                         "std_err": std_err, "ci_low": float(lo[0]), "ci_high": float(hi[0])})
+                         "std_err": std_err, "ci_low": lo, "ci_high": hi})
             prev = tt
         return pd.DataFrame(rows, columns=list(AT_COLUMNS))
 
@@ -246,20 +245,23 @@ def logrank_test(time, event, group, groups: list[str] | None = None) -> LogRank
         raise ValueError(f"group has labels outside {groups}")
     k = len(groups)
     event_times = np.unique(t[e])
-    obs = np.zeros(k)
-    exp = np.zeros(k)
+    n_g = np.empty((k, len(event_times)))   # at risk just before each event time, per group
+    d_g = np.empty((k, len(event_times)))   # events at each event time, per group
+    for j, x in enumerate(groups):
+        tg = np.sort(t[g == x])
+        n_g[j] = len(tg) - np.searchsorted(tg, event_times, side="left")
+        te = np.sort(t[(g == x) & e])
+        d_g[j] = np.searchsorted(te, event_times, side="right") - np.searchsorted(te, event_times, side="left")
+    n, d = n_g.sum(axis=0), d_g.sum(axis=0)
+    obs = d_g.sum(axis=1)
+    exp = (n_g * d / n).sum(axis=1)
     var = np.zeros((k, k))
-    for tt in event_times:
-        at_risk = t >= tt
-        died = e & (t == tt)
-        n_g = np.array([np.sum(at_risk & (g == x)) for x in groups], dtype=float)
-        d_g = np.array([np.sum(died & (g == x)) for x in groups], dtype=float)
-        n, d = n_g.sum(), d_g.sum()
-        obs += d_g
-        exp += n_g * d / n
-        if n > 1:
-            frac = n_g / n
-            var += d * (n - d) / (n - 1) * (np.diag(frac) - np.outer(frac, frac))
+    informative = n > 1
+    if informative.any():
+        d_i, n_i = d[informative], n[informative]
+        w = d_i * (n_i - d_i) / (n_i - 1)
+        frac = n_g[:, informative] / n[informative]
+        var = np.diag((w * frac).sum(axis=1)) - (w * frac) @ frac.T
     diff = (obs - exp)[:-1]
     v = var[:-1, :-1]
     observed = dict(zip(groups, obs.tolist()))

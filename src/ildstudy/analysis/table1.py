@@ -314,13 +314,13 @@ def _categorical(var: Variable, data: dict[str, pd.Series], arms: list[str]):
     as_text = {a: data[a].dropna().map(str) for a in arms}
     observed = sorted(set().union(*(set(t) for t in as_text.values())))
     if var.kind == "binary":
-        positive = str(var.positive)
-        extra = [v for v in observed if v != positive]
-        if len(extra) > 1:
+        # compared by value, so that 1 / 1.0 count for positive=True and "F" for positive="F"
+        is_pos = {a: data[a].dropna().map(lambda v: bool(v == var.positive)) for a in arms}
+        others = sorted({str(v) for a in arms for v in data[a].dropna()[~is_pos[a]]})
+        if len(others) > 1:
             raise ValueError(f"Table 1 variable {var.name!r} is declared binary but has the values {observed}")
-        levels = [positive]
-        counts = np.array([[int((as_text[a] == positive).sum()), int((as_text[a] != positive).sum())]
-                           for a in arms])  # arms × (positive, other)
+        levels = [str(var.positive)]
+        counts = np.array([[int(is_pos[a].sum()), int((~is_pos[a]).sum())] for a in arms])  # arms × (pos, other)
         shown = counts[:, :1]
     else:
         levels = list(var.levels) if var.levels is not None else observed

@@ -91,12 +91,21 @@ def build_cohort(source, protocol="huapaya2019") -> Cohort:
 
     Examples
     --------
-    >>> from ildstudy.synth import write_registry                        # doctest: +SKIP
-    >>> from ildstudy.data import load_registry                          # doctest: +SKIP
-    >>> write_registry("registry", seed=2019)                           # doctest: +SKIP
-    >>> cohort = build_cohort(load_registry("registry"), "huapaya2019")  # doctest: +SKIP
-    >>> cohort.arm_counts                                                # doctest: +SKIP
+    The default synthetic registry (``ildstudy synth --out registry``):
+
+    >>> import tempfile
+    >>> from ildstudy.synth import write_registry
+    >>> from ildstudy.data import load_registry
+    >>> folder = tempfile.mkdtemp()
+    >>> truth = write_registry(folder, seed=2019)
+    >>> cohort = build_cohort(load_registry(folder), "huapaya2019")
+    >>> cohort.arm_counts
     {'AZA': 66, 'MMF': 44}
-    >>> cohort.attrition[["step", "excluded", "remaining"]]              # doctest: +SKIP
+    >>> cohort.attrition[["step", "excluded", "remaining"]].values.tolist()[-2:]
+    [['baseline_pft', 6, 115], ['follow_up', 5, 110]]
+
+    The same on PostgreSQL, after ``ildstudy load registry --db postgresql://...``:
+
+    >>> cohort = build_cohort("postgresql://ildstudy:ildstudy@localhost/ildstudy")  # doctest: +SKIP
     """
     return _build_cohort(source, protocol)

@@ -21,6 +21,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ildstudy.data.readers import ROWS_ATTR, RawTable, located_problems
 from ildstudy.data.schema import Column
@@ -43,7 +45,6 @@ NOT_A_NUMBER = "is not a number"
 COMMA_NUMBER = "is not a number (write numbers with a decimal point and no thousands separator)"
 NOT_BOOL = "is not true or false"
 
-_TEXT = "string[pyarrow]"
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _COMMA_NUMBER = r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?|[+-]?\d+,\d+"
 _DAY_MONTH = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2}|\d{4})$")
@@ -87,7 +88,7 @@ def coerce_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem]]:
         shown = _CellText(source)
         for text, mask in bad.items():
             problems += located_problems(raw.path.name, rows, mask, col.name, shown, text)
-    typed = pd.DataFrame(out, index=pd.RangeIndex(n))
+    typed = pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
     if raw.rows is not None and not np.array_equal(rows, np.arange(n) + raw.row_offset):
         typed.attrs[ROWS_ATTR] = rows
     return typed, problems
@@ -99,13 +100,14 @@ def coerce_column(s: pd.Series, col: Column, today: pd.Timestamp) -> tuple[pd.Se
     if col.kind == "date" and pd.api.types.is_datetime64_any_dtype(s):
         values, missing, bad = _typed_dates(s)
     elif col.kind == "number" and pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        values = s.astype("float64")
-        missing = values.isna().to_numpy()
-        bad = {NOT_A_NUMBER: ~missing & ~np.isfinite(values.to_numpy())}
-        values = values.where(~bad[NOT_A_NUMBER])
+        numbers = np.array(s.to_numpy(dtype="float64", na_value=np.nan), dtype="float64")
+        missing = np.isnan(numbers)
+        infinite = np.isinf(numbers)
+        numbers[infinite] = np.nan
+        values, bad = pd.Series(numbers, dtype="float64"), {NOT_A_NUMBER: infinite}
     else:
-        text = as_text(s)
-        missing = text.isin(_MISSING_SPELLINGS).to_numpy(bool)
+        text = _text_array(s)
+        missing = _np_bool(pc.is_in(text, value_set=_MISSING_SPELLINGS))
         values, bad = _PARSERS[col.kind](text, missing, col)
     if col.kind == "date":
         values, out_of_range = _bounded_dates(values, today)
@@ -120,18 +122,26 @@ def coerce_column(s: pd.Series, col: Column, today: pd.Timestamp) -> tuple[pd.Se
 
 def as_text(s: pd.Series) -> pd.Series:
     """Cell values as stripped text (pyarrow-backed strings); missing cells become ''."""
-    if isinstance(s.dtype, pd.StringDtype):
-        return s.fillna("").str.strip().astype(_TEXT)
-    if pd.api.types.is_datetime64_any_dtype(s):
+    return pd.Series(pd.arrays.ArrowStringArray(pc.cast(_text_array(s), pa.large_string())), index=s.index)
+
+
+def _text_array(s: pd.Series) -> pa.ChunkedArray:
+    """The column as a pyarrow string array: cells as written, stripped, '' for a missing cell."""
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        arr = pa.array(s.array)
+        arr = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+    elif pd.api.types.is_datetime64_any_dtype(s):
         txt = s.dt.strftime("%Y-%m-%d").where(s.dt.normalize() == s, s.astype(str))
-        return txt.fillna("").astype(_TEXT)
-    if pd.api.types.is_bool_dtype(s):
-        return s.map({True: "true", False: "false"}).astype(object).fillna("").astype(_TEXT)
-    if pd.api.types.is_float_dtype(s) and not isinstance(s.dtype, pd.ArrowDtype):
-        return s.map(_cell_text).astype(_TEXT)
-    if pd.api.types.is_integer_dtype(s):
-        return s.astype(object).map(_cell_text).astype(_TEXT)
-    return s.astype(object).map(_cell_text).astype(_TEXT)
+        arr = pa.chunked_array([pa.array(txt.to_numpy(object), pa.large_string(), from_pandas=True)])
+    else:
+        cells = [_cell_text(v) for v in s.to_numpy(object)]
+        arr = pa.chunked_array([pa.array(cells, pa.large_string())])
+    return pc.utf8_trim_whitespace(pc.fill_null(arr, ""))
+
+
+def _np_bool(mask) -> np.ndarray:
+    """A pyarrow boolean array (nulls count as false) as a numpy bool array."""
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 class _CellText:
@@ -162,8 +172,8 @@ def _cell_text(v: object) -> str:
     return str(v).strip()
 
 
-_MISSING_SPELLINGS = sorted({w for word in MISSING_WORDS for w in (word, word.upper(), word.title())}
-                            | {"NaN", "N/a", "Null"})
+_MISSING_SPELLINGS = pa.array(sorted({w for word in MISSING_WORDS for w in (word, word.upper(), word.title())}
+                                     | {"NaN", "N/a", "Null"}), pa.large_string())
 
 
 def _empty(col: Column, n: int) -> pd.Series:
@@ -178,60 +188,60 @@ def _empty(col: Column, n: int) -> pd.Series:
 
 # -- one parser per column kind: (text, missing mask, column) -> (values, {problem: mask}) --------
 
-def _as_object(text: pd.Series, missing: np.ndarray, col: Column) -> tuple[pd.Series, dict[str, np.ndarray]]:
-    values = text.astype(object)
+def _as_object(text: pa.ChunkedArray, missing: np.ndarray, col: Column) -> tuple[pd.Series, dict]:
+    values = np.array(text.to_numpy(zero_copy_only=False), dtype=object)
     values[missing] = None
-    return values, {}
+    return pd.Series(values, dtype=object), {}
 
 
-def _by_unique(text: pd.Series, lookup) -> np.ndarray:
+def _by_unique(text: pa.ChunkedArray, lookup) -> np.ndarray:
     """``lookup`` applied once per distinct value, spread back over the column (object array)."""
-    codes, uniques = pd.factorize(text)
-    mapped = np.array([lookup(u) for u in uniques] + [None], dtype=object)
-    return mapped[codes]
+    encoded = pc.dictionary_encode(text).combine_chunks()
+    mapped = np.array([lookup(u) for u in encoded.dictionary.to_pylist()] + [None], dtype=object)
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    return mapped[codes]  # fancy indexing: a new, writable array
 
 
-def _category(text: pd.Series, missing: np.ndarray, col: Column):
+def _category(text: pa.ChunkedArray, missing: np.ndarray, col: Column):
     exact = col.canonical()
     squashed = {_squash(k): v for k, v in exact.items()}
     mapped = _by_unique(text, lambda u: exact.get(u.lower()) or squashed.get(_squash(u)))
     unknown = ~missing & pd.isna(mapped)
-    values = pd.Series(mapped, dtype=object)
-    values[missing] = None
-    return values, {f"is not one of the allowed values: {', '.join(col.categories)}": unknown}
+    mapped[missing] = None
+    return pd.Series(mapped, dtype=object), {f"is not one of the allowed values: {', '.join(col.categories)}": unknown}
 
 
 def _squash(word: str) -> str:
     return re.sub(r"[\s_\-]+", "", word).lower()
 
 
-def _bool(text: pd.Series, missing: np.ndarray, col: Column):
+def _bool(text: pa.ChunkedArray, missing: np.ndarray, col: Column):
     def lookup(u: str):
         low = u.lower()
         return True if low in TRUE_WORDS else False if low in FALSE_WORDS else None
 
     mapped = _by_unique(text, lookup)
     unknown = ~missing & pd.isna(mapped)
-    values = pd.Series(mapped, dtype=object)
-    values[unknown | missing] = pd.NA
-    return values.astype("boolean"), {NOT_BOOL: unknown}
+    mapped[unknown | missing] = pd.NA
+    return pd.Series(mapped, dtype=object).astype("boolean"), {NOT_BOOL: unknown}
 
 
-def _number(text: pd.Series, missing: np.ndarray, col: Column):
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    arr = pa.array(text.array) if not isinstance(text.array, pd.arrays.ArrowStringArray) else text.array._pa_array
-    ok = pc.match_substring_regex(arr, _NUMBER.pattern).to_numpy(zero_copy_only=False).astype(bool)
-    ok &= ~missing
-    parsed = pc.cast(pc.if_else(pa.array(ok), arr, pa.scalar(None, arr.type)), pa.float64())
-    numbers = parsed.to_numpy(zero_copy_only=False).astype("float64")
+def _number(text: pa.ChunkedArray, missing: np.ndarray, col: Column):
+    present = pc.if_else(pa.array(~missing), text, pa.scalar(None, text.type))
+    try:
+        parsed = pc.cast(present, pa.float64())  # fast path: every value is a number
+        ok = ~missing
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        ok = ~missing & _np_bool(pc.match_substring_regex(text, _NUMBER.pattern))
+        parsed = pc.cast(pc.if_else(pa.array(ok), text, pa.scalar(None, text.type)), pa.float64())
+    numbers = np.array(parsed.to_numpy(zero_copy_only=False), dtype="float64")
     infinite = ok & ~np.isfinite(numbers)
     numbers[infinite] = np.nan
-    values = pd.Series(numbers, dtype="float64")
     bad = ~missing & (~ok | infinite)
-    comma = bad & text.str.fullmatch(_COMMA_NUMBER).fillna(False).to_numpy(bool)
-    return values, {NOT_A_NUMBER: bad & ~comma, COMMA_NUMBER: comma}
+    comma = np.zeros(len(numbers), bool)
+    if bad.any():
+        comma = bad & _np_bool(pc.match_substring_regex(text, f"^({_COMMA_NUMBER})$"))
+    return pd.Series(numbers, dtype="float64"), {NOT_A_NUMBER: bad & ~comma, COMMA_NUMBER: comma}
 
 
 def _range_problems(values: pd.Series, col: Column) -> dict[str, np.ndarray]:
@@ -248,16 +258,23 @@ def _range_problems(values: pd.Series, col: Column) -> dict[str, np.ndarray]:
     return {f"is above {col.high:g} (must be at most {col.high:g})": high}
 
 
-def _date(text: pd.Series, missing: np.ndarray, col: Column):
-    iso = text.str.fullmatch(ISO_DATE).fillna(False).to_numpy(bool) & ~missing
-    values = pd.to_datetime(text.where(iso), format="%Y-%m-%d", errors="coerce")
-    values = pd.Series(values, dtype="datetime64[ns]")
-    failed = ~missing & values.isna().to_numpy()
-    reasons = np.full(len(text), None, dtype=object)
+def _date(text: pa.ChunkedArray, missing: np.ndarray, col: Column):
+    """ISO dates only; a bad cell is told apart as not a date, ambiguous or another date form."""
+    shaped = pc.and_(pc.match_substring_regex(text, f"^{ISO_DATE}$"), pa.array(~missing))
+    stamps = pc.strptime(pc.if_else(shaped, text, pa.scalar(None, text.type)), format="%Y-%m-%d", unit="s",
+                         error_is_null=True)
+    day = pc.cast(pc.utf8_slice_codeunits(pc.if_else(shaped, text, "0000-00-01"), 8, 10), pa.int64())
+    real = pc.and_(shaped, pc.equal(pc.day(stamps), day))  # strptime rolls 2019-02-30 over to March
+    ok = _np_bool(real)
+    seconds = pc.if_else(real, stamps, pa.scalar(None, stamps.type)).to_numpy(zero_copy_only=False)
+    seconds = np.array(seconds, dtype="datetime64[s]")
+    in_ns = ok & (seconds <= _NS_MAX.to_datetime64()) & (seconds >= _NS_MIN.to_datetime64())
+    seconds[~in_ns] = np.datetime64("NaT")
+    values = pd.Series(seconds.astype("datetime64[ns]"), dtype="datetime64[ns]")
+    failed = ~missing & ~in_ns
+    reasons = np.full(len(missing), None, dtype=object)
     if failed.any():
-        codes, uniques = pd.factorize(text[failed])
-        why = np.array([_why_not_a_date(u) for u in uniques], dtype=object)
-        reasons[failed] = why[codes]
+        reasons[failed] = _by_unique(pc.filter(text, pa.array(failed)), _why_not_a_date)
     kinds = (NOT_A_DATE, AMBIGUOUS_DATE, NOT_ISO_DATE, FUTURE_DATE, EARLY_DATE)
     return values, {kind: reasons == kind for kind in kinds}
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ildstudy.data.readers import MAX_PER_KIND, located_problems, source_rows
 from ildstudy.data.registry import Registry
@@ -115,20 +117,30 @@ class _PatientLookup:
         if ids is None:
             ids = pd.Series([], dtype=object)
         first = (~ids.duplicated() & ids.notna()).to_numpy()
-        self.index = pd.Index(ids[first].astype(object))
+        self.ids = _id_array(ids[first])
         birth = patients.column("birth_date")
         self.birth = (birth[first].to_numpy("datetime64[ns]") if birth is not None
                       else np.full(int(first.sum()), np.datetime64("NaT"), "datetime64[ns]"))
 
     def positions(self, ids: pd.Series) -> np.ndarray:
         """Position of each id in patients, -1 when absent (or the id is missing)."""
-        return self.index.get_indexer(ids.astype(object))
+        pos = pc.index_in(_id_array(ids), value_set=self.ids)
+        return np.asarray(pc.fill_null(pos, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
     def births(self, positions: np.ndarray) -> np.ndarray:
         out = np.full(len(positions), np.datetime64("NaT"), "datetime64[ns]")
         known = positions >= 0
         out[known] = self.birth[positions[known]]
         return out
+
+
+def _id_array(ids: pd.Series) -> pa.Array:
+    """Patient ids as a pyarrow string array (hash joins in Arrow are ~10x faster than on objects)."""
+    values = ids.to_numpy(object)
+    try:
+        return pa.array(values, pa.large_string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # ids that are not all text
+        return pa.array([None if pd.isna(v) else str(v) for v in values], pa.large_string())
 
 
 def _check_patients(patients: _Table) -> list[Problem]:

@@ -40,6 +40,9 @@ class Encoding:
         For each factor column, the data column it comes from (``"factor(visit)" -> "visit"``).
     numeric_means : dict[str, float]
         Mean over the used rows of every numeric variable of the fixed part (emmeans' default).
+    numeric_values : dict[str, tuple[float, ...]]
+        Distinct values of numeric fixed-part variables with at most two of them (e.g. 0/1
+        indicators): emmeans' default ``cov.keep = "2"`` keeps them like factor levels.
     fixed_variables : tuple[str, ...]
         Variables of the fixed part in order of appearance (factor columns under their model name).
     fixed_spec, random_spec : formulaic.ModelSpec
@@ -51,6 +54,7 @@ class Encoding:
     factors: dict[str, tuple[str, ...]]
     sources: dict[str, str]
     numeric_means: dict[str, float]
+    numeric_values: dict[str, tuple[float, ...]]
     fixed_variables: tuple[str, ...]
     fixed_spec: Any
     random_spec: Any
@@ -134,7 +138,7 @@ def build_design(
     factor_calls = {**fixed_factor_calls, **random_factor_calls}
     fixed_vars = _variables(fixed, data, factor_calls, "fixed")
     random_vars = _variables(random, data, factor_calls, "random-effects")
-    used = _unique([formula.response, formula.group, *fixed_vars, *random_vars])
+    used = _unique([formula.response, formula.group, *fixed_vars, *random_vars, *factor_calls.values()])
     missing = [c for c in used if c not in data.columns]
     if missing:
         raise ModelError(
@@ -181,6 +185,11 @@ def build_design(
         name: float(col.mean()) for name, col in columns.items()
         if name not in factors and name in fixed_vars
     }
+    numeric_values = {}
+    for name in numeric_means:
+        distinct = _at_most_two_values(columns[name].to_numpy())
+        if distinct is not None:
+            numeric_values[name] = distinct
     model_vars = [v for v in fixed_vars if v in columns] + [
         name for name in factor_calls if f"`{name}`" in fixed
     ]
@@ -191,6 +200,7 @@ def build_design(
         factors=factors,
         sources=sources,
         numeric_means=numeric_means,
+        numeric_values=numeric_values,
         fixed_variables=ordered_vars,
         fixed_spec=fixed_spec,
         random_spec=random_spec,
@@ -244,14 +254,9 @@ def _variables(text: str, data: pd.DataFrame, factor_calls: dict[str, str], part
         required = Formula(text).required_variables
     except FormulaicError as exc:
         raise ModelError(f"cannot parse the {part} part {text!r}: {exc}") from None
-    names = [str(v) for v in required]
-    out = []
-    for name in names:
-        if name in factor_calls:
-            continue  # a derived factor column; its source is added below
-        out.append(name)
-    out.extend(source for model_name, source in factor_calls.items() if f"`{model_name}`" in text)
-    return _order_of_appearance(text, _unique(out))
+    # Derived ``factor(x)`` columns are built from their source column, listed separately.
+    names = [str(v) for v in required if str(v) not in factor_calls]
+    return _order_of_appearance(text, _unique(names))
 
 
 def _order_of_appearance(text: str, names: list[str]) -> list[str]:
@@ -264,6 +269,18 @@ def _order_of_appearance(text: str, names: list[str]) -> list[str]:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def _at_most_two_values(values: np.ndarray) -> tuple[float, ...] | None:
+    """The distinct values if there are at most two (O(n), no sort), else None."""
+    first = values[0]
+    other = values[values != first]
+    if other.size == 0:
+        return (float(first),)
+    second = other[0]
+    if np.all(other == second):
+        return tuple(sorted((float(first), float(second))))
+    return None
 
 
 def _response(column: pd.Series, name: str) -> np.ndarray:

@@ -196,6 +196,8 @@ class VarparDerivatives:
         Gradient of the profiled deviance in theta.
     deviance : float
         Profiled deviance at theta.
+    profile : Profile
+        The evaluation at theta these derivatives were computed from.
     """
 
     hessian: np.ndarray
@@ -204,6 +206,7 @@ class VarparDerivatives:
     profiled_hessian: np.ndarray
     gradient: np.ndarray
     deviance: float
+    profile: Profile
 
 
 def varpar_derivatives(stats: GroupStats, theta: np.ndarray, reml: bool) -> VarparDerivatives:
@@ -266,7 +269,7 @@ def varpar_derivatives(stats: GroupStats, theta: np.ndarray, reml: bool) -> Varp
         grad -= np.einsum("jab,ba->j", Q, C)
     return VarparDerivatives(
         hessian=H, vcov_beta=s2 * C, jac_vcov_beta=jac, profiled_hessian=(profiled + profiled.T) / 2,
-        gradient=grad, deviance=prof.deviance,
+        gradient=grad, deviance=prof.deviance, profile=prof,
     )
 
 

@@ -1,8 +1,9 @@
 """Estimated marginal means and contrasts between them, in the manner of R's emmeans.
 
 The reference grid crosses every variable of the fixed part: factors at all their levels,
-numeric covariates at their mean over the rows used in the fit (emmeans' ``cov.reduce = mean``),
-except variables given in ``at``, which take those values. A marginal mean of a cell of
+numeric covariates at their mean over the rows used in the fit (emmeans' ``cov.reduce = mean``)
+except those with at most two distinct values (0/1 indicators), which keep both values like a
+factor (emmeans' default ``cov.keep = "2"``), and variables given in ``at``, which take those values. A marginal mean of a cell of
 ``specs`` x ``by`` is the equally weighted average of the model's predictions over the grid rows of
 that cell (emmeans' default ``weights = "equal"``); it is a linear combination L beta, so its
 standard error and Satterthwaite df come from :mod:`ildstudy.lmm.satterthwaite`, exactly as
@@ -187,6 +188,8 @@ def reference_grid(fit: LmmFit, at: dict[str, list] | None = None) -> pd.DataFra
             values[name] = given
         elif name in enc.factors:
             values[name] = list(enc.factors[name])
+        elif name in enc.numeric_values:  # emmeans' cov.keep = "2": 0/1 covariates kept, averaged
+            values[name] = list(enc.numeric_values[name])
         else:
             values[name] = [enc.numeric_means[name]]
     rows = list(itertools.product(*values.values()))

@@ -8,14 +8,14 @@ import scipy.linalg
 
 from ildstudy.errors import ModelError
 from ildstudy.lmm.design import build_design
-from ildstudy.lmm.deviance import covariance_derivatives, profile
+from ildstudy.lmm.deviance import covariance_derivatives
 from ildstudy.lmm.formula import parse_formula
 from ildstudy.lmm.optimize import optimize_theta
 from ildstudy.lmm.results import LmmFit, RandomEffects
 from ildstudy.lmm.satterthwaite import linear_combination_table, variance_sensitivity
 from ildstudy.lmm.stats import group_statistics
 
-WARM_START_GROUPS = 20_000
+WARM_START_GROUPS = 5_000
 """With more than twice this many groups, theta is first estimated on every k-th group (about this
 many), and the full-data optimisation starts there: a few Newton steps instead of tens of
 L-BFGS-B evaluations on millions of rows. The answer is still the full-data optimum (checked)."""
@@ -82,7 +82,7 @@ def fit_lmm(
     stats = group_statistics(design.X, design.Z, design.y, design.group_codes, n_groups, design.fixed_names)
     record, convergence, deriv = optimize_theta(stats, reml, start=_warm_start(design, n_groups, reml))
     theta = np.array(record.final)
-    prof = profile(stats, theta, reml)
+    prof = deriv.profile
     sens = variance_sensitivity(deriv, stats.x_factor)
     beta = stats.beta_offset + scipy.linalg.solve_triangular(stats.x_factor, prof.beta)
     fixed = linear_combination_table(np.eye(p), beta, sens)

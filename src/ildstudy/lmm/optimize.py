@@ -158,7 +158,7 @@ def _optimize_from(
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     result = scipy.optimize.minimize(
         objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-        options={"maxiter": 1000, "ftol": 1e-11, "gtol": 1e-7, "maxcor": 20},
+        options={"maxiter": 1000, "ftol": 1e-10, "gtol": 1e-6, "maxcor": 20},
     )
     theta = np.maximum(np.asarray(result.x, dtype=np.float64), lower)
     theta, deriv = _newton_polish(stats, reml, theta, lower, count)

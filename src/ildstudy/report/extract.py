@@ -74,22 +74,49 @@ def category_name(category: Any) -> str:
     return text[:1].upper() + text[1:]
 
 
-def ae_by_category(result: StudyResult, arms: list[str]) -> list[dict[str, Any]]:
-    """Per category: name and, per arm, patients, n and percent; most frequent first."""
+def _category_cells(result: StudyResult, arms: list[str]) -> list[tuple[Any, dict[str, tuple]]]:
+    """(category, {arm: (patients, n, percent)}) from the long or wide table, else from the results block."""
     frame = result.adverse_events_by_category
-    if frame is None or frame.empty:
-        return []
+    out: list[tuple[Any, dict[str, tuple]]] = []
+    if frame is not None and not frame.empty and {"arm", "patients_with_event"} <= set(frame.columns):
+        for cat, grp in frame.groupby("category", sort=False):
+            by = {str(r["arm"]): r for r in grp.to_dict(orient="records")}
+            out.append((cat, {a: (by.get(a, {}).get("patients_with_event"), by.get(a, {}).get("n"),
+                                  by.get(a, {}).get("percent")) for a in arms}))
+    elif frame is not None and not frame.empty:
+        for rec in frame.to_dict(orient="records"):
+            out.append((rec["category"], {a: (rec.get(f"{a}_patients"), rec.get(f"{a}_n"),
+                                              rec.get(f"{a}_percent")) for a in arms}))
+    else:
+        for rec in (result.adverse_events or {}).get("by_category") or []:
+            cells = {}
+            for a in arms:
+                c = rec.get(a) if isinstance(rec.get(a), dict) else {}
+                cells[a] = (c.get("patients_with_event", rec.get(f"{a}_patients")), c.get("n", rec.get(f"{a}_n")),
+                            c.get("percent", rec.get(f"{a}_percent")))
+            out.append((rec.get("category"), cells))
+    return out
+
+
+def ae_by_category(result: StudyResult, arms: list[str]) -> list[dict[str, Any]]:
+    """Per category: name and, per arm, patients, n and percent; most frequent first.
+
+    Reads ``adverse_events_by_category`` in long form (``category, arm, patients_with_event, n,
+    percent``) or wide form (``<ARM>_patients, <ARM>_n, <ARM>_percent``), else the results block.
+    """
+    from ildstudy.report.formatting import is_missing
+
     rows = []
-    for rec in frame.to_dict(orient="records"):
-        row = {"category": category_name(rec["category"]), "arms": {}}
+    for cat, cells in _category_cells(result, arms):
+        row = {"category": category_name(cat), "arms": {}}
         for arm in arms:
-            k, n = rec.get(f"{arm}_patients"), rec.get(f"{arm}_n")
-            pct = rec.get(f"{arm}_percent")
-            if pct is None and k is not None and n:
-                pct = 100.0 * k / n
+            k, n, pct = cells[arm]
+            if is_missing(pct) and not is_missing(k) and not is_missing(n) and n:
+                pct = 100.0 * float(k) / float(n)
             row["arms"][arm] = {"patients": k, "n": n, "percent": pct}
         rows.append(row)
-    total = lambda r: -sum(float(v["percent"] or 0) for v in r["arms"].values())  # noqa: E731
+    total = lambda r: -sum(0.0 if is_missing(v["percent"]) else float(v["percent"])  # noqa: E731
+                           for v in r["arms"].values())
     return sorted(rows, key=lambda r: (total(r), r["category"]))
 
 
@@ -129,6 +156,11 @@ def discontinuation_stats(result: StudyResult, analysis: str) -> dict[str, Any]:
     if analysis == "any_reason" and ("logrank_p" in block or "cox_hr" in block):
         return {"logrank_p": block.get("logrank_p"), "cox_hr": block.get("cox_hr") or {}}
     return {}
+
+
+def remaining_total(record: dict[str, Any]) -> Any:
+    """Patients remaining after an attrition step (column ``remaining`` or ``remaining_total``)."""
+    return record.get("remaining_total", record.get("remaining"))
 
 
 def km_analyses(result: StudyResult) -> list[str]:

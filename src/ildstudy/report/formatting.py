@@ -15,19 +15,23 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
+import numpy as np
+import pandas as pd
+
 MINUS = "\u2212"
 DASH = "\u2014"
 ALPHA = 0.05
 
 
 def is_missing(x) -> bool:
-    """True for None, NaN and pandas' missing markers."""
+    """True for None, NaN, ``pd.NA`` and ``NaT`` (False for containers and other values)."""
     if x is None:
         return True
     try:
-        return bool(x != x)  # NaN, pd.NA-like
+        missing = pd.isna(x)
     except (TypeError, ValueError):
         return False
+    return bool(missing) if isinstance(missing, (bool, np.bool_)) else False
 
 
 def _minus(text: str) -> str:

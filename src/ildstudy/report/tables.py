@@ -59,7 +59,7 @@ def key_results(result: StudyResult) -> dict[str, Any]:
         stats = extract.discontinuation_stats(result, analysis)
         hr = stats.get("cox_hr") or {}
         if not is_missing(hr.get("estimate")):
-            disc.append({"label": f"Discontinuation, {extract.KM_ANALYSES.get(analysis, analysis)}",
+            disc.append({"label": f"Discontinuation ({extract.KM_ANALYSES.get(analysis, analysis)})",
                          "estimate": fmt_num(hr["estimate"], 2), "ci": fmt_ci(hr.get("ci_low"), hr.get("ci_high"), 2),
                          "p": fmt_p(hr.get("p", stats.get("logrank_p"))),
                          "sig": significant(hr.get("p", stats.get("logrank_p")))})
@@ -88,14 +88,14 @@ def flow(result: StudyResult) -> dict[str, Any]:
     recs = att.to_dict(orient="records")
     first = recs[0]
     first_excluded = count(first.get("excluded")) or 0
-    start_n = (count(first.get("remaining_total")) or 0) + first_excluded
+    start_n = (count(extract.remaining_total(first)) or 0) + first_excluded
     start_label = str(first.get("step", "")).replace("_", " ") if first_excluded == 0 else "Patients screened"
     steps_recs = recs[1:] if first_excluded == 0 else recs
     steps = []
     for rec in steps_recs:
         reason = str(rec.get("reason") or "") or str(rec.get("step", "")).replace("_", " ")
         steps.append({"excluded": fmt_int(rec.get("excluded")), "reason": reason,
-                      "n": fmt_int(rec.get("remaining_total")), "split": split(rec)})
+                      "n": fmt_int(extract.remaining_total(rec)), "split": split(rec)})
     final = recs[-1]
     arm_boxes = [{"name": a, "label": labels.get(a, a), "colour": arm_colours(arms)[a],
                   "n": fmt_int(final.get(f"remaining_{a}", result.arms.get(a)))} for a in arms]
@@ -113,19 +113,22 @@ def table1(result: StudyResult) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def stats(rec) -> dict[str, str]:
+        test = fmt_cell(rec.get("test"))
         return {"p": fmt_p(rec.get("p")) if not is_missing(rec.get("p")) else "",
-                "sig": significant(rec.get("p")), "test": fmt_cell(rec.get("test")),
+                "sig": significant(rec.get("p")), "test": "" if test.strip("-\u2014 ") == "" else test,
                 "smd": fmt_num(rec.get("smd"), 2) if not is_missing(rec.get("smd")) else "",
                 "missing": fmt_cell(rec.get("missing"))}
 
     for variable, group in frame.groupby("variable", sort=False):
         recs = group.to_dict(orient="records")
-        levels = [str(r.get("level") or "") for r in recs]
+        label = recs[0].get("label")
+        label = str(variable) if is_missing(label) or not str(label) else str(label)
+        levels = ["" if is_missing(r.get("level")) else str(r.get("level")) for r in recs]
         cells = lambda r: [fmt_cell(r.get(a)) for a in arms]  # noqa: E731
-        if len(recs) == 1 and not levels[0]:
-            rows.append({"label": str(variable), "level": False, "cells": cells(recs[0]), **stats(recs[0])})
+        if len(recs) == 1:  # continuous, or binary (its level is the value counted: the label says it)
+            rows.append({"label": label, "level": False, "cells": cells(recs[0]), **stats(recs[0])})
             continue
-        rows.append({"label": str(variable), "level": False, "cells": [""] * len(arms), **stats(recs[0])})
+        rows.append({"label": label, "level": False, "cells": [""] * len(arms), **stats(recs[0])})
         for rec, level in zip(recs, levels):
             rows.append({"label": level or DASH, "level": True, "cells": cells(rec),
                          "p": "", "sig": False, "test": "", "smd": "", "missing": ""})
@@ -277,6 +280,10 @@ def model_appendix(outcome: OutcomeResult) -> dict[str, Any]:
         ("Log-likelihood", fmt_num(model.get("loglik"), 2)),
         ("Converged", DASH if conv is None else ("yes" if conv else "NO \u2014 interpret with caution")),
     ]
+    if model.get("singular") is not None:
+        meta.append(("Singular fit", "yes (a variance component is at its boundary)" if model["singular"] else "no"))
+    if model.get("method"):
+        meta.append(("Estimation", f"{model['method']}, {str(model.get('df_method', 'satterthwaite')).capitalize()} df"))
     fe = outcome.fixed_effects if outcome.fixed_effects is not None else pd.DataFrame()
     fixed = [{"term": str(r.get("term")), "estimate": fmt_general(r.get("estimate")),
               "se": fmt_general(r.get("se")), "df": fmt_num(r.get("df"), 1), "t": fmt_num(r.get("t"), 2),

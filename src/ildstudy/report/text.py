@@ -48,8 +48,8 @@ def prose_label(label: str) -> str:
 
 
 def _with_unit(value, name: str) -> str:
-    unit = outcome_unit(name)
-    return f"{fmt_num(value, 1, sign=True)}{' ' + unit if unit else ''}"
+    unit = outcome_unit(name).replace("-", "\u2011")  # non-breaking hyphen: "%-points" stays on one line
+    return f"{fmt_num(value, 1, sign=True)}\u00a0{unit}" if unit else fmt_num(value, 1, sign=True)
 
 
 def ae_test_name(test) -> str:
@@ -69,8 +69,13 @@ def summary_sentences(result: StudyResult) -> list[str]:
     who = and_join([f"{result.arms.get(a, 0)} started {labels.get(a, a).lower()} ({a})" for a in arms])
     start = ""
     att = result.attrition
-    if att is not None and not att.empty and "remaining_total" in att and not is_missing(att["remaining_total"].iloc[0]):
-        start = f"Of {int(att['remaining_total'].iloc[0])} patients in the registry, "
+    if att is not None and not att.empty:
+        first = att.iloc[0].to_dict()
+        n0 = extract.remaining_total(first)
+        if not is_missing(n0):
+            excluded = first.get("excluded")
+            n0 = int(n0) + (0 if is_missing(excluded) else int(excluded))
+            start = f"Of {n0} patients in the registry, "
     out.append(f"{start}{total} {'met' if start else 'patients met'} the protocol criteria: {who}.")
 
     baseline = []
@@ -94,7 +99,8 @@ def summary_sentences(result: StudyResult) -> list[str]:
         if significant(row.get("p")):
             sig.append(prose_label(o.label))
     if parts:
-        out.append(f"At {fmt_month(month)} months, the adjusted differences {extract.contrast_label(result)} "
+        contrast = extract.contrast_label(result).replace(" ", "\u00a0")  # keep "AZA − MMF" on one line
+        out.append(f"At {fmt_month(month)} months, the adjusted differences {contrast} "
                    f"were {and_join(parts)}.")
         n = len(parts)
         if not sig:
@@ -201,10 +207,10 @@ def methods_paragraphs(result: StudyResult) -> list[str]:
         f"pulmonary function test was the one closest to the index date {_window(p.baseline.from_days, p.baseline.to_days)}. "
         f"{follow} Outcomes were {and_join(outcomes)}."
     )
-    tests = [t for t in dict.fromkeys(result.table1["test"].dropna().astype(str)) if t] if (
+    tests = [t for t in dict.fromkeys(result.table1["test"].dropna().astype(str)) if t.strip("-\u2014 ")] if (
         result.table1 is not None and "test" in result.table1) else []
-    baseline = (f"Baseline characteristics were compared with {and_join(tests)} tests, with standardised mean "
-                "differences (SMD). " if tests else "")
+    baseline = (f"Baseline characteristics were compared between arms ({and_join(tests)}), with standardised "
+                "mean differences (SMD). " if tests else "")
     ae_test = ae_test_name((result.adverse_events or {}).get("test") or p.analysis.adverse_event_test)
     stats = (
         f"{model_sentence(result)} {baseline}The proportion of patients with at least one adverse event was "

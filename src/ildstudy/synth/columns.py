@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ildstudy.data.schema import TABLES_BY_NAME
 from ildstudy.synth.windows import NONE
@@ -58,7 +59,30 @@ class Flags:
         return Flags(self.values[order])
 
 
-Column = Coded | Dates | Flags | np.ndarray
+@dataclass(frozen=True, slots=True)
+class Ids:
+    """Patient identifiers as numbers; the text is ``P`` + the number zero-padded to ``width`` digits."""
+
+    numbers: np.ndarray
+    width: int
+
+    def take(self, order: np.ndarray) -> "Ids":
+        return Ids(self.numbers[order], self.width)
+
+    def dictionary(self) -> tuple[pa.Array, np.ndarray]:
+        """(text of every number from the smallest to the largest, indices into it)."""
+        lo = int(self.numbers.min(initial=0))
+        hi = int(self.numbers.max(initial=-1))
+        return id_text(np.arange(lo, hi + 1), self.width), (self.numbers - lo).astype(np.int32)
+
+
+def id_text(numbers: np.ndarray, width: int) -> pa.Array:
+    """``P000001``-style identifiers for patient numbers (vectorised in Arrow)."""
+    digits = pc.utf8_lpad(pa.array(numbers, type=pa.int64()).cast(pa.string()), width=width, padding="0")
+    return pc.binary_join_element_wise("P", digits, "")
+
+
+Column = Coded | Dates | Flags | Ids | np.ndarray
 Table = dict[str, Column]
 
 
@@ -75,6 +99,8 @@ def concat(parts: list[Column]) -> Column:
         return Dates(np.concatenate([p.days for p in parts]))
     if isinstance(first, Flags):
         return Flags(np.concatenate([p.values for p in parts]))
+    if isinstance(first, Ids):
+        return Ids(np.concatenate([p.numbers for p in parts]), first.width)
     vocab: dict[str, int] = {}
     for p in parts:
         for v in p.vocab:
@@ -105,6 +131,9 @@ def to_arrow(table_name: str, table: Table) -> pa.Table:
 
 
 def _arrow_array(col: Column) -> pa.Array:
+    if isinstance(col, Ids):
+        vocab, idx = col.dictionary()
+        return pa.DictionaryArray.from_arrays(pa.array(idx), vocab).cast(pa.string())
     if isinstance(col, Coded):
         missing = col.codes < 0
         idx = pa.array(np.where(missing, 0, col.codes).astype(np.int32), mask=missing)
@@ -126,7 +155,10 @@ def to_pandas(table_name: str, table: Table) -> pd.DataFrame:
     data = {}
     for c in spec.columns:
         col = table[c.name]
-        if isinstance(col, Coded):
+        if isinstance(col, Ids):
+            vocab, idx = col.dictionary()
+            data[c.name] = pd.Series(vocab.to_numpy(zero_copy_only=False).astype(object)[idx], dtype=object)
+        elif isinstance(col, Coded):
             vocab = np.array(list(col.vocab) + [None], dtype=object)
             data[c.name] = pd.Series(vocab[col.codes], dtype=object)
         elif isinstance(col, Dates):

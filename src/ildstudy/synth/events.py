@@ -49,7 +49,7 @@ def adverse_event_rows(plan: Plan, rng: np.random.Generator, win: Windows, drugs
                  drug=np.where(blank, -1, arm_drug)[main], serious=rng.random(n)[main] < 0.15,
                  led=plan.ae_discontinued[main])]
     second = main & (rng.random(n) < 0.3)
-    day2 = uniform_int(rng, 14, np.maximum(plan.eof - 14, 14))
+    day2 = uniform_int(rng, 14, np.maximum(plan.eof - 14, 14), n)
     rows.append(dict(patient=pid[second], day=day2[second],
                      category=np.where(plan.arm == 0, choose(rng, _probs(ARM_CATEGORIES[0]), n),
                                        choose(rng, _probs(ARM_CATEGORIES[1]), n))[second],
@@ -63,8 +63,8 @@ def adverse_event_rows(plan: Plan, rng: np.random.Generator, win: Windows, drugs
     after_ok = plan.eof + 60 <= cut_rel - 1
     kind = np.where((kind == 2) & ~after_ok, 0, kind)
     day = np.select([kind == 0, kind == 1],
-                    [-uniform_int(rng, 30, 300), uniform_int(rng, 14, np.maximum(plan.eof - 14, 14))],
-                    plan.eof + uniform_int(rng, 60, np.minimum(300, cut_rel - 1 - plan.eof)))
+                    [-uniform_int(rng, 30, 300, n), uniform_int(rng, 14, np.maximum(plan.eof - 14, 14), n)],
+                    plan.eof + uniform_int(rng, 60, np.minimum(300, cut_rel - 1 - plan.eof), n))
     ddrug = np.where(kind == 1, drugs.code("prednisone"), np.where(kind == 2, np.where(rng.random(n) < 0.5, -1,
                                                                                         arm_drug), -1))
     rows.append(dict(patient=pid[decoy], day=day[decoy], category=choose(rng, _probs(DECOY_CATEGORIES), n)[decoy],

@@ -9,15 +9,12 @@ and memory stays bounded for a million patients.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ildstudy.synth.calibration import HUAPAYA2019, Calibration
-from ildstudy.synth.columns import Table, concat_tables, to_arrow, to_pandas
+from ildstudy.synth.columns import Ids, Table, concat_tables, to_arrow, to_pandas
 from ildstudy.synth.events import adverse_event_rows
 from ildstudy.synth.measurements import pft_rows
 from ildstudy.synth.medications import Drugs, medication_rows
@@ -29,29 +26,6 @@ from ildstudy.synth.windows import Windows
 #: patients per block of rows
 BLOCK = 50_000
 TABLE_NAMES = ("patients", "antibodies", "medications", "pft", "adverse_events")
-
-
-@dataclass(frozen=True, slots=True)
-class Ids:
-    """Patient identifiers as numbers; text is ``P`` + the number zero-padded to ``width`` digits."""
-
-    numbers: np.ndarray
-    width: int
-
-    def take(self, order: np.ndarray) -> "Ids":
-        return Ids(self.numbers[order], self.width)
-
-    def text(self) -> pa.Array:
-        lo = int(self.numbers.min(initial=0))
-        hi = int(self.numbers.max(initial=-1))
-        vocab = id_text(np.arange(lo, hi + 1), self.width)
-        return pa.DictionaryArray.from_arrays(pa.array((self.numbers - lo).astype(np.int32)), vocab).cast(pa.string())
-
-
-def id_text(numbers: np.ndarray, width: int) -> pa.Array:
-    """``P000001``-style identifiers for patient numbers (vectorised in Arrow)."""
-    digits = pc.utf8_lpad(pa.array(numbers, type=pa.int64()).cast(pa.string()), width=width, padding="0")
-    return pc.binary_join_element_wise("P", digits, "")
 
 
 def id_width(n_patients: int) -> int:
@@ -146,9 +120,7 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
     tables = {}
     for name in TABLE_NAMES:
         table = concat_tables([b[name] for b in blocks]) if len(blocks) > 1 else blocks[0][name]
-        frame = to_pandas(name, {k: v for k, v in table.items() if k != "patient_id"} | {"patient_id": None},
-                          ids=table["patient_id"])
-        tables[name] = frame
+        tables[name] = to_pandas(name, table)
     return tables, gen.truth
 
 

@@ -29,7 +29,7 @@ def visit_days(plan: Plan, rng: np.random.Generator, win: Windows) -> tuple[np.n
     pid = np.arange(n)
     n_pre = choose(rng, (0.5, 0.35, 0.15), n)
     n_pre = np.where(plan.base_visit >= NONE, np.maximum(n_pre, 1), n_pre)
-    pre = win.baseline_from - 30 - uniform_int(rng, np.zeros((n, 2), np.int64), 600)
+    pre = win.baseline_from - 30 - uniform_int(rng, 0, 600, (n, 2))
     pre_keep = np.arange(2)[None, :] < n_pre[:, None]
     parts = [(np.repeat(pid[:, None], 2, 1)[pre_keep], pre[pre_keep], 0)]
     has_base = plan.base_visit < NONE
@@ -39,7 +39,7 @@ def visit_days(plan: Plan, rng: np.random.Generator, win: Windows) -> tuple[np.n
 
     span = int(np.max(plan.visit_end - plan.first_visit, initial=0))
     k_max = max(1, span // 90 + 2)
-    gaps = uniform_int(rng, np.full((n, k_max), 90, np.int64), 185)
+    gaps = uniform_int(rng, 90, 185, (n, k_max))
     gaps[:, 0] = 0
     days = plan.first_visit[:, None] + np.cumsum(gaps, axis=1)
     keep = days <= plan.visit_end[:, None]

@@ -86,7 +86,8 @@ def medication_rows(plan: Plan, rng: np.random.Generator, win: Windows, drugs: D
     index = plan.index[rows["patient"]]
     stop = np.where(rows["stop"] >= NONE, NONE, index + rows["stop"])
     dose = rows["dose"].copy()
-    dose[rng.random(len(dose)) < 0.02] = np.nan          # a few doses not recorded
+    steroid = np.isin(rows["drug"], [drugs.code(s) for s in (*STEROIDS, "methylprednisolone iv")])
+    dose[(rng.random(len(dose)) < 0.03) & ~steroid] = np.nan    # a few doses not recorded (never a steroid's)
     return {"patient_id": rows["patient"], "drug": Coded(spelled, vocab), "start_date": Dates(index + rows["start"]),
             "stop_date": Dates(stop), "daily_dose_mg": dose,
             "stop_reason": Coded(rows["reason"].astype(np.int32), STOP_REASONS)}
@@ -99,11 +100,11 @@ def _arm_courses(plan: Plan, rng, win: Windows, drugs: Drugs) -> list[dict]:
     first_drug, other_drug, second_in_arm = _arm_drug_codes(plan, rng, drugs)
     stop = plan.stop
     n_rows = choose(rng, (0.25, 0.35, 0.40), n) + 1
-    t1 = uniform_int(rng, 14, 42)
-    t2 = t1 + uniform_int(rng, 28, 150)
+    t1 = uniform_int(rng, 14, 42, n)
+    t2 = t1 + uniform_int(rng, 28, 150, n)
     n_rows = np.where(t1 + 30 >= stop, 1, np.where(t2 + 30 >= stop, np.minimum(n_rows, 2), n_rows))
     gap_max = max(0, min(14, win.grace - 7))
-    gaps = np.where(rng.random((n, 2)) < 0.15, uniform_int(rng, np.zeros((n, 2), np.int64), gap_max), 0)
+    gaps = np.where(rng.random((n, 2)) < 0.15, uniform_int(rng, 0, gap_max, (n, 2)), 0)
     starts = np.stack([np.zeros(n, np.int64), t1 + gaps[:, 0], t2 + gaps[:, 1]], axis=1)
     stops = np.stack([t1, t2, stop], axis=1)
     stops[np.arange(n), n_rows - 1] = stop                       # the last row ends the course
@@ -121,12 +122,12 @@ def _arm_courses(plan: Plan, rng, win: Windows, drugs: Drugs) -> list[dict]:
     blocks.append(_block(pid[r], first_drug[r], plan.restart[r], plan.restart_stop[r],
                          _arm_dose(first_drug[:, None], np.ones((n, 1), int), drugs)[r, 0], reason_restart[r]))
     s = plan.switch < NONE
-    switch_stop = np.where(rng.random(n) < 0.3, plan.switch + uniform_int(rng, 90, 700), NONE)
+    switch_stop = np.where(rng.random(n) < 0.3, plan.switch + uniform_int(rng, 90, 700, n), NONE)
     switch_stop = np.where(switch_stop <= win.cut - plan.index, switch_stop, NONE)
     blocks.append(_block(pid[s], other_drug[s], plan.switch[s], switch_stop[s],
                          _arm_dose(other_drug[:, None], np.full((n, 1), 2), drugs)[s, 0]))
     b = plan.both_start < NONE
-    both_stop = np.where(rng.random(n) < 0.4, plan.both_start + uniform_int(rng, 60, 400), NONE)
+    both_stop = np.where(rng.random(n) < 0.4, plan.both_start + uniform_int(rng, 60, 400, n), NONE)
     both_stop = np.where(both_stop <= plan.obs_end, both_stop, NONE)
     blocks.append(_block(pid[b], other_drug[b], plan.both_start[b], both_stop[b],
                          _arm_dose(other_drug[:, None], np.ones((n, 1), int), drugs)[b, 0]))
@@ -193,12 +194,12 @@ def _glucocorticoids(plan: Plan, rng, win: Windows, drugs: Drugs) -> list[dict]:
     y = steroid_doses(plan, rng, win)
     # change points: segment k covers [c_k, c_{k+1}); c_0 before index, c_k in [e_{k-1}+7, e_k-7]
     c = np.empty((n, k_all + 1), np.int64)
-    c[:, 0] = -uniform_int(rng, np.full(n, 14), 400)
+    c[:, 0] = -uniform_int(rng, 14, 400, n)
     width = np.diff(e) - 13
     c[:, 1:k_all] = e[None, :-1] + 7 + np.floor(rng.random((n, k_all - 1)) * width[None, :]).astype(np.int64)
     last_e = e[n_seg - 1]
     room = plan.obs_end - last_e
-    ends = np.where((room >= 30) & (rng.random(n) < 0.4), last_e + uniform_int(rng, 30, np.minimum(room, 300)), NONE)
+    ends = np.where((room >= 30) & (rng.random(n) < 0.4), last_e + uniform_int(rng, 30, np.minimum(room, 300), n), NONE)
     c[:, k_all] = NONE
     c[np.arange(n), n_seg] = ends
     seg = np.arange(k_all)[None, :]
@@ -219,9 +220,9 @@ def _glucocorticoids(plan: Plan, rng, win: Windows, drugs: Drugs) -> list[dict]:
 
     # induction dose before index, ending where the first scheduled row starts (same day)
     ind = rng.random(n) < 0.6
-    ind_pred = y[:, 0] + 5.0 * uniform_int(rng, 1, 6)
+    ind_pred = y[:, 0] + 5.0 * uniform_int(rng, 1, 6, n)
     ind_dose = _drug_mg(ind_pred[:, None], preferred[:, None], drugs)[:, 0]
-    blocks.append(_block(np.flatnonzero(ind), preferred[ind], (c[:, 0] - uniform_int(rng, 14, 120))[ind],
+    blocks.append(_block(np.flatnonzero(ind), preferred[ind], (c[:, 0] - uniform_int(rng, 14, 120, n))[ind],
                          c[ind, 0], ind_dose[ind]))
     # flare bursts strictly between two evaluation days (overlapping the scheduled row)
     burst = (rng.random(n) < 0.10) & (n_seg >= 3)
@@ -230,7 +231,7 @@ def _glucocorticoids(plan: Plan, rng, win: Windows, drugs: Drugs) -> list[dict]:
     gap = e[k + 1] - e[k]
     start = e[k] + 10 + np.floor(rng.random(n) * (gap - 40)).astype(np.int64)
     iv = rng.random(n) < 0.5
-    length = np.where(iv, 3, uniform_int(rng, 3, 10))
+    length = np.where(iv, 3, uniform_int(rng, 3, 10, n))
     bdrug = np.where(iv, drugs.code("methylprednisolone iv"), drugs.code("prednisone"))
     bdose = np.where(iv, np.where(rng.random(n) < 0.5, 500.0, 1000.0), np.where(rng.random(n) < 0.5, 40.0, 60.0))
     burst &= ((start + length) <= plan.obs_end) & (gap >= 60)
@@ -256,8 +257,8 @@ def _other_drugs(plan: Plan, rng, drugs: Drugs) -> list[dict]:
     for name, p, dose in (("hydroxychloroquine", 0.15, 400.0), ("trimethoprim-sulfamethoxazole", 0.25, 480.0),
                           ("omeprazole", 0.10, 20.0), ("calcium carbonate / vitamin D", 0.08, np.nan)):
         has = rng.random(n) < p
-        start = uniform_int(rng, -800, 60)
-        stop = np.where(rng.random(n) < 0.5, start + uniform_int(rng, 60, 900), NONE)
+        start = uniform_int(rng, -800, 60, n)
+        stop = np.where(rng.random(n) < 0.5, start + uniform_int(rng, 60, 900, n), NONE)
         stop = np.where(stop <= plan.obs_end, stop, NONE)
         has &= start <= plan.obs_end
         blocks.append(_block(np.flatnonzero(has), drugs.code(name), start[has], stop[has], dose))

@@ -30,7 +30,7 @@ def patient_rows(plan: Plan, rng: np.random.Generator) -> Table:
     diagnosis, diag_vocab = spell(plan.diagnosis.astype(np.int64), DIAGNOSES, DIAGNOSIS, rng, plain=0.5)
     smoking, smoking_vocab = spell(plan.smoking.astype(np.int64), ("never", "former", "current"), SMOKING, rng,
                                    plain=0.5)
-    ild_date = plan.index - uniform_int(rng, 0, 900)
+    ild_date = plan.index - uniform_int(rng, 0, 900, n)
     ild_date = np.where(plan.ild & (rng.random(n) < 0.9), ild_date, NONE)
     return {"patient_id": np.arange(n), "sex": Coded(sex, sex_vocab), "birth_date": Dates(plan.birth),
             "diagnosis": Coded(diagnosis, diag_vocab), "ild": Flags(plan.ild.astype(np.int8)),
@@ -70,7 +70,7 @@ def antibody_rows(plan: Plan, rng: np.random.Generator) -> Table:
     m = len(patient)
     ab_codes, ab_vocab = spell(antibody, ANTIBODIES, ANTIBODY, rng, plain=0.6)
     res_codes, res_vocab = spell(np.where(positive, 0, 1), ("positive", "negative"), RESULT, rng, plain=0.5)
-    test_date = plan.index[patient] - uniform_int(rng, np.zeros(m, np.int64), 1500)
+    test_date = plan.index[patient] - uniform_int(rng, 0, 1500, m)
     test_date = np.where(rng.random(m) < 0.15, NONE, test_date)
     return {"patient_id": patient, "antibody": Coded(ab_codes, ab_vocab), "result": Coded(res_codes, res_vocab),
             "test_date": Dates(test_date)}

@@ -147,9 +147,9 @@ def _index_dates(n, group, variant, rng, win: Windows) -> np.ndarray:
     # keep every dose-evaluation day clear of the data cut (ambiguity of "up to the cut")
     index = np.where(win.near_dose_day(win.cut - index), index - 7, index)
     late = group == G["index_before_cut"]
-    index = np.where(late, win.cut + uniform_int(rng, 1, 300), index)
+    index = np.where(late, win.cut + uniform_int(rng, 1, 300, n), index)
     near_cut = (group == G["follow_up"]) & ((variant == 1) | (not win.as_treated))
-    return np.where(near_cut, win.cut - uniform_int(rng, 31, 60), index)
+    return np.where(near_cut, win.cut - uniform_int(rng, 31, 60, n), index)
 
 
 def _diagnosis(n, group, variant, antisynthetase, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -191,23 +191,23 @@ def _timeline(n, group, variant, stratum, arm, index, rng, win: Windows, cal: Ca
     stop = np.full(n, NONE)
     reason = np.full(n, -1, dtype=np.int8)
     hi = np.minimum(1500, cut_rel - 40)
-    stop = np.where(ae_discontinued, uniform_int(rng, 180, hi), stop)
+    stop = np.where(ae_discontinued, uniform_int(rng, 180, hi, n), stop)
     reason = np.where(ae_discontinued, REASON["adverse_event"], reason)
     hi = np.minimum(1750, cut_rel - 40)
-    stop = np.where(other_stop, uniform_int(rng, 180, hi), stop)
+    stop = np.where(other_stop, uniform_int(rng, 180, hi, n), stop)
     why = np.array([REASON[r] for r in ("inefficacy", "remission", "other", "unknown")])
     reason = np.where(other_stop, why[choose(rng, (0.40, 0.20, 0.25, 0.15), n)], reason)
     late = ordinary & ~ae_discontinued & ~other_stop & (cut_rel > win.max_days + 200) & (rng.random(n) < 0.4)
-    stop = np.where(late, uniform_int(rng, win.max_days + 60, cut_rel - 10), stop)
+    stop = np.where(late, uniform_int(rng, win.max_days + 60, cut_rel - 10, n), stop)
     reason = np.where(late, np.where(rng.random(n) < 0.6, REASON["remission"], REASON["other"]), reason)
 
     # planted "no follow-up measurement": the arm drug stops within weeks (as-treated only)
     early = (group == G["follow_up"]) & (variant == 0) & win.as_treated
-    stop = np.where(early, uniform_int(rng, 20, 45), stop)
+    stop = np.where(early, uniform_int(rng, 20, 45, n), stop)
     reason = np.where(early, np.where(rng.random(n) < 0.5, REASON["adverse_event"], REASON["other"]), reason)
 
     switchable = (ae_discontinued | (other_stop & (reason == REASON["inefficacy"])))
-    switch = np.where(switchable & (rng.random(n) < cal.switch_share), stop + uniform_int(rng, -14, 21), NONE)
+    switch = np.where(switchable & (rng.random(n) < cal.switch_share), stop + uniform_int(rng, -14, 21, n), NONE)
 
     eot = np.minimum(stop, switch)
     horizon = np.minimum(win.max_days, cut_rel)
@@ -221,24 +221,24 @@ def _timeline(n, group, variant, stratum, arm, index, rng, win: Windows, cal: Ca
     eof = np.where(group == G["index_before_cut"], horizon, eof)
 
     # records after the cut exist only for planted patients whose index is after the cut
-    obs_end = np.where(group == G["index_before_cut"], uniform_int(rng, 200, 500), cut_rel)
+    obs_end = np.where(group == G["index_before_cut"], uniform_int(rng, 200, 500, n), cut_rel)
 
     # a stopped course restarted months later (not chained: gap >> grace days)
     restartable = (stop < NONE) & (switch == NONE) & (reason != REASON["inefficacy"]) & ordinary
-    restart = np.where(restartable & (rng.random(n) < 0.3), stop + uniform_int(rng, 120, 400), NONE)
+    restart = np.where(restartable & (rng.random(n) < 0.3), stop + uniform_int(rng, 120, 400, n), NONE)
     restart = np.where(restart <= cut_rel - 10, restart, NONE)
-    restart_stop = np.where((restart < NONE) & (rng.random(n) < 0.5), restart + uniform_int(rng, 90, 500), NONE)
+    restart_stop = np.where((restart < NONE) & (rng.random(n) < 0.5), restart + uniform_int(rng, 90, 500, n), NONE)
     restart_stop = np.where(restart_stop <= cut_rel, restart_stop, NONE)
 
     # planted "exposed to both arms": the other arm's drug starts within the window after index
     both = group == G["both_arms"]
-    both_start = np.where(both, uniform_int(rng, 14, max(14, win.both_to - 30)), NONE)
+    both_start = np.where(both, uniform_int(rng, 14, max(14, win.both_to - 30), n), NONE)
 
     agent, agent_start, agent_stop = _other_agents(n, group, variant, cut_rel, rng, win, agents)
 
     ae_day = np.where(ae_discontinued | (early & (reason == REASON["adverse_event"])),
-                      stop - uniform_int(rng, 0, np.minimum(14, stop - 7)),
-                      uniform_int(rng, 14, np.maximum(eof - 14, 14)))
+                      stop - uniform_int(rng, 0, np.minimum(14, stop - 7), n),
+                      uniform_int(rng, 14, np.maximum(eof - 14, 14), n))
     ae = ae | (early & (reason == REASON["adverse_event"]))
     ae_discontinued = ae_discontinued | (early & (reason == REASON["adverse_event"]))
     return dict(has_arm=has_arm, stop=stop, stop_reason=reason, switch=switch, restart=restart,
@@ -258,16 +258,16 @@ def _other_agents(n, group, variant, cut_rel, rng, win: Windows, agents):
     old = (group < 2) & (rng.random(n) < 0.08)           # harmless: stopped long before the window
     start = np.full(n, NONE)
     stop = np.full(n, NONE)
-    stop_before = uniform_int(rng, win.other_from + 60, -30)
+    stop_before = uniform_int(rng, win.other_from + 60, -30, n)
     stop = np.where(before, stop_before, stop)
-    start = np.where(before, stop_before - uniform_int(rng, 100, 700), start)
-    start_after = uniform_int(rng, 200, np.minimum(1500, np.minimum(cut_rel, win.other_to) - 30))
+    start = np.where(before, stop_before - uniform_int(rng, 100, 700, n), start)
+    start_after = uniform_int(rng, 200, np.minimum(1500, np.minimum(cut_rel, win.other_to) - 30), n)
     start = np.where(after, start_after, start)
-    stop_after = start_after + uniform_int(rng, 30, 400)
+    stop_after = start_after + uniform_int(rng, 30, 400, n)
     stop = np.where(after, np.where((stop_after <= cut_rel) & (rng.random(n) < 0.6), stop_after, NONE), stop)
-    stop_old = win.other_from - uniform_int(rng, 35, 600)
+    stop_old = win.other_from - uniform_int(rng, 35, 600, n)
     stop = np.where(old, stop_old, stop)
-    start = np.where(old, stop_old - uniform_int(rng, 90, 700), start)
+    start = np.where(old, stop_old - uniform_int(rng, 90, 700, n), start)
     agent = np.where(before | after | old, agent, -1).astype(np.int8)
     return agent, start, stop
 
@@ -276,21 +276,21 @@ def _pft_days(n, group, variant, eof, cut_rel, obs_end, rng, win: Windows) -> di
     """Baseline, extra in-window, first follow-up visit days and the last day visits continue to."""
     lo = max(win.baseline_from + 15, -45)
     hi = min(win.baseline_to - 16, 14)
-    base = uniform_int(rng, np.full(n, lo), hi) if hi >= lo else np.full(n, (win.baseline_from + win.baseline_to) // 2)
+    base = uniform_int(rng, lo, hi, n) if hi >= lo else np.full(n, (win.baseline_from + win.baseline_to) // 2)
     base = np.broadcast_to(base, (n,)).copy()
     extra_hi = lo - 15
     extra = np.where((rng.random(n) < 0.10) & (extra_hi >= win.baseline_from + 10),
-                     uniform_int(rng, win.baseline_from + 10, extra_hi), NONE)
-    first = uniform_int(rng, max(75, win.baseline_to + 45), max(150, win.baseline_to + 120))
+                     uniform_int(rng, win.baseline_from + 10, extra_hi, n), NONE)
+    first = uniform_int(rng, max(75, win.baseline_to + 45), max(150, win.baseline_to + 120), n)
     no_base = (group == G["baseline_pft"]) & (variant == 0)
     base_fvc_missing = (group == G["baseline_pft"]) & (variant == 1)
     base = np.where(no_base, NONE, base)
     extra = np.where(group == G["baseline_pft"], NONE, extra)
     early = (group == G["follow_up"]) & (variant == 0) & win.as_treated
-    first = np.where(early, eof + uniform_int(rng, 35, 75), first)
+    first = np.where(early, eof + uniform_int(rng, 35, 75, n), first)
     near_cut = (group == G["follow_up"]) & ~early
-    first = np.where(near_cut, cut_rel + uniform_int(rng, 30, 90), first)
-    visit_end = np.minimum(cut_rel, np.maximum(eof, win.max_days) + uniform_int(rng, 0, 730))
+    first = np.where(near_cut, cut_rel + uniform_int(rng, 30, 90, n), first)
+    visit_end = np.minimum(cut_rel, np.maximum(eof, win.max_days) + uniform_int(rng, 0, 730, n))
     visit_end = np.where(group == G["index_before_cut"], obs_end, visit_end)
     visit_end = np.where(near_cut, first + 200, visit_end)
     return dict(base_visit=base, base_fvc_missing=base_fvc_missing, extra_visit=extra, first_visit=first,

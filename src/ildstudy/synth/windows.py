@@ -70,12 +70,12 @@ class Windows:
         return (np.abs(np.asarray(offsets)[:, None] - d[None, :]) <= self.margin).any(axis=1)
 
 
-def uniform_int(rng: np.random.Generator, low, high) -> np.ndarray:
-    """Integers uniform on ``[low, high]`` (inclusive; arrays broadcast; ``high < low`` gives ``low``)."""
-    low = np.asarray(low, dtype=np.int64)
-    high = np.maximum(np.asarray(high, dtype=np.int64), low)
-    shape = np.broadcast(low, high).shape
-    return low + np.floor(rng.random(shape) * (high - low + 1)).astype(np.int64)
+def uniform_int(rng: np.random.Generator, low, high, size) -> np.ndarray:
+    """Integers uniform on ``[low, high]``, shape ``size`` (inclusive; bounds broadcast; ``high < low``
+    gives ``low``)."""
+    low = np.broadcast_to(np.asarray(low, dtype=np.int64), size)
+    high = np.maximum(np.broadcast_to(np.asarray(high, dtype=np.int64), size), low)
+    return low + np.floor(rng.random(size) * (high - low + 1)).astype(np.int64)
 
 
 def exact_split(strata: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:

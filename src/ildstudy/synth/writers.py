@@ -1,0 +1,202 @@
+"""Write a synthetic registry to files: CSV, Parquet, XLSX or one DuckDB database, plus ``truth.json``.
+
+Same seed, same bytes: CSV and Parquet are written from Arrow (no timestamps in Parquet metadata);
+XLSX workbooks get fixed document properties and fixed ZIP entry times. CSV and Parquet are streamed
+block by block, so a million patients never sit in memory as one table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import zipfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ildstudy.data.schema import TABLES_BY_NAME
+from ildstudy.errors import IldStudyError
+from ildstudy.synth.columns import concat_tables, to_arrow, to_pandas
+from ildstudy.synth.generate import TABLE_NAMES, Generator
+from ildstudy.synth.truth import Truth
+
+Format = Literal["csv", "parquet", "xlsx", "duckdb"]
+FORMATS: tuple[str, ...] = ("csv", "parquet", "xlsx", "duckdb")
+SUFFIX = {"csv": ".csv", "parquet": ".parquet", "xlsx": ".xlsx"}
+EXCEL_MAX_ROWS = 1_048_575
+#: the fixed time written into XLSX files (document properties and ZIP entries)
+FIXED_TIME = dt.datetime(2019, 1, 1, 0, 0, 0)
+
+
+def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: int = 2019,
+                   fmt: Format = "csv", protocol=None) -> Truth:
+    """Write a synthetic registry and its ``truth.json`` into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Folder to write into (created if missing). It must not hold registry tables of another
+        format (the loader would find each table twice).
+    n_patients : int or None
+        ``None``: the default registry calibrated to the published study (see
+        :func:`~ildstudy.synth.generate_registry`); otherwise the number of patients.
+    seed : int
+        Seed of ``numpy.random.default_rng``; the same seed writes the same bytes.
+    fmt : {"csv", "parquet", "xlsx", "duckdb"}
+        One file per table (``patients.csv`` ...) or one ``registry.duckdb`` with typed tables.
+    protocol : Protocol, optional
+        Default: the built-in ``huapaya2019``.
+
+    Returns
+    -------
+    Truth
+        Also written to ``out_dir/truth.json``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> truth = write_registry(tempfile.mkdtemp(), seed=2019, fmt="csv")
+    >>> truth.arms
+    {'AZA': 66, 'MMF': 44}
+    """
+    if fmt not in FORMATS:
+        raise IldStudyError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
+    if protocol is None:
+        from ildstudy.protocol import load_protocol
+
+        protocol = load_protocol("huapaya2019")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_folder(out, fmt)
+    gen = Generator(n_patients, np.random.default_rng(seed), protocol)
+    if fmt == "csv":
+        _write_streamed(gen, out, _CsvSink)
+    elif fmt == "parquet":
+        _write_streamed(gen, out, _ParquetSink)
+    elif fmt == "xlsx":
+        _write_xlsx(gen, out)
+    else:
+        _write_duckdb(gen, out / "registry.duckdb")
+    truth = gen.truth
+    truth = Truth(**{**truth.__dict__, "seed": seed})
+    (out / "truth.json").write_text(truth.to_json(), encoding="utf-8")
+    return truth
+
+
+def _check_folder(out: Path, fmt: str) -> None:
+    clashes = []
+    for name in TABLE_NAMES:
+        for other, suffix in SUFFIX.items():
+            if other != fmt and (out / f"{name}{suffix}").exists():
+                clashes.append(f"{name}{suffix}")
+    if clashes:
+        raise IldStudyError(f"{out}: already holds {', '.join(clashes)}; write {fmt} tables into another folder")
+
+
+class _CsvSink:
+    """CSV: a plain header line, then rows (quoted only where needed), ISO dates, empty = missing."""
+
+    def __init__(self, path: Path, name: str):
+        self.fh = open(path.with_suffix(".csv"), "wb")
+        self.fh.write((",".join(TABLES_BY_NAME[name].column_names) + "\n").encode())
+        self.options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+
+    def write(self, table: pa.Table) -> None:
+        pacsv.write_csv(table, self.fh, self.options)
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _ParquetSink:
+    """Parquet: one row group per block of patients, no creation time in the metadata."""
+
+    def __init__(self, path: Path, name: str):
+        self.path = path.with_suffix(".parquet")
+        self.writer = None
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _write_streamed(gen: Generator, out: Path, sink_type) -> None:
+    sinks = {name: sink_type(out / name, name) for name in TABLE_NAMES}
+    try:
+        for block in gen.blocks():
+            for name in TABLE_NAMES:
+                sinks[name].write(to_arrow(name, block[name]))
+    finally:
+        for s in sinks.values():
+            s.close()
+
+
+def _whole_tables(gen: Generator) -> dict[str, dict]:
+    blocks = list(gen.blocks())
+    return {name: concat_tables([b[name] for b in blocks]) for name in TABLE_NAMES}
+
+
+def _write_xlsx(gen: Generator, out: Path) -> None:
+    from openpyxl import Workbook
+
+    tables = _whole_tables(gen)
+    for name, table in tables.items():
+        arrow = to_arrow(name, table)
+        if arrow.num_rows > EXCEL_MAX_ROWS:
+            raise IldStudyError(f"{name}: {arrow.num_rows} rows do not fit in one Excel sheet "
+                                f"({EXCEL_MAX_ROWS} at most); use --format csv or parquet")
+        wb = Workbook(write_only=True)
+        wb.properties.creator = "ildstudy synth"
+        wb.properties.created = FIXED_TIME
+        wb.properties.modified = FIXED_TIME
+        ws = wb.create_sheet(name)
+        ws.append(list(arrow.column_names))
+        columns = [col.to_pylist() for col in arrow.columns]
+        for row in zip(*columns):
+            ws.append(list(row))
+        buffer = io.BytesIO()
+        wb.save(buffer)
+        (out / f"{name}.xlsx").write_bytes(_fixed_zip_times(buffer.getvalue()))
+
+
+def _fixed_zip_times(data: bytes) -> bytes:
+    """Rewrite a ZIP archive with every entry dated ``FIXED_TIME`` (openpyxl stamps the current time)."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_TIME.timetuple()[:6])
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = info.external_attr
+            dst.writestr(fixed, src.read(info.filename))
+    return buffer.getvalue()
+
+
+def _write_duckdb(gen: Generator, path: Path) -> None:
+    import duckdb
+
+    from ildstudy.data.coerce import coerce_table
+    from ildstudy.data.readers import RawTable
+    from ildstudy.data.registry import Registry
+
+    tables = _whole_tables(gen)
+    typed = {}
+    for name, table in tables.items():
+        raw = RawTable(TABLES_BY_NAME[name], path, to_pandas(name, table), 2)
+        typed[name], _ = coerce_table(raw)
+    if path.exists():
+        path.unlink()
+    con = duckdb.connect(str(path))
+    try:
+        Registry(typed).to_duckdb(con)
+    finally:
+        con.close()
