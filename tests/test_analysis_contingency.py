@@ -163,3 +163,13 @@ def test_bad_tables():
         chisq_test([[1.5, 1], [2, 3]], correct=False)
     with pytest.raises(ValueError):
         fisher_test(np.ones((3, 3)))
+
+
+@pytest.mark.parametrize("module", ["contingency", "table1", "adverse_events", "kaplan_meier", "discontinuation"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"ildstudy.analysis.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0

@@ -56,6 +56,8 @@ class TestResult:
         Two-sided p-value; ``None`` when no test could be done.
     """
 
+    __test__ = False  # not a pytest test class
+
     test: str
     statistic: float | None = None
     df: float | None = None

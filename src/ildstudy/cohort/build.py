@@ -90,7 +90,7 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
     warnings = list(src.drug_name_problems(con))
     # Intermediate results stay in the database as temporary tables.
     src = replace(src, medications=temp.store(src.medications, "medications"))
-    status_expr = temp.store(patient_status(src, protocol), "status")
+    status_expr = temp.store(patient_status(src, protocol, keep=temp.store), "status")
     doses = temp.store(cohort_doses(src, status_expr, protocol), "doses")
 
     status = _typed(con.execute(status_expr.select("patient_id", "arm", "step")),

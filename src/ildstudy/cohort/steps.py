@@ -12,6 +12,7 @@ starts after it (to count the patients whose index falls after the cut).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import ibis
@@ -116,16 +117,18 @@ def follow_up_pft_counts(src: Sources, index_end: ir.Table, protocol) -> ir.Tabl
     return p.group_by("patient_id").aggregate(n_follow_up_pft=p.count())
 
 
-def patient_status(src: Sources, protocol) -> ir.Table:
+def patient_status(src: Sources, protocol, keep: Callable[[ir.Table, str], ir.Table] | None = None) -> ir.Table:
     """One row per registry patient: the step features and ``step``, the first step failed (NULL: in cohort).
 
     Columns: ``patient_id, diagnosis, ild, index_date, arm, index_drug, both_arms_hit, other_agents_hit,
     baseline_day, baseline_fvc_pct_pred, baseline_dlco_pct_pred``, the columns of
-    :func:`ildstudy.cohort.followup.follow_up`, ``n_follow_up_pft`` and ``step``.
+    :func:`ildstudy.cohort.followup.follow_up`, ``n_follow_up_pft`` and ``step``. ``keep(expr, name)``, when
+    given, stores an intermediate result (index dates, follow-up) and returns the stored table.
     """
+    keep = keep or (lambda expr, name: expr)
     pop = protocol.population
-    index = index_dates(src, protocol)
-    fu = follow_up(src, index, protocol)
+    index = keep(index_dates(src, protocol), "index")
+    fu = keep(follow_up(src, index, protocol), "follow_up")
     index_end = index.join(fu, "patient_id").select("patient_id", "index_date", "end_day")
 
     w = src.patients.select("patient_id", "diagnosis", "ild")

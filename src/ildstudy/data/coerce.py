@@ -105,6 +105,9 @@ def coerce_column(s: pd.Series, col: Column, today: pd.Timestamp) -> tuple[pd.Se
         infinite = np.isinf(numbers)
         numbers[infinite] = np.nan
         values, bad = pd.Series(numbers, dtype="float64"), {NOT_A_NUMBER: infinite}
+    elif col.kind == "bool" and pd.api.types.is_bool_dtype(s):
+        values = s.astype("boolean")
+        missing, bad = values.isna().to_numpy(), {}
     else:
         text = _text_array(s)
         missing = _np_bool(pc.is_in(text, value_set=_MISSING_SPELLINGS))

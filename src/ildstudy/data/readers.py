@@ -286,24 +286,28 @@ def _parse_csv(name: str, data: bytes, names: list[str]) -> tuple[pd.DataFrame, 
 
 
 def arrow_to_frame(table) -> pd.DataFrame:
-    """A pyarrow Table as a DataFrame: text as pandas' pyarrow-backed strings, dates as datetime64."""
+    """A pyarrow Table as a DataFrame: text as pandas' pyarrow-backed strings, dates as datetime64.
+
+    Column names are kept as they are, repeats and blanks included.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    columns = {}
-    for i, field in enumerate(table.schema):
-        col = table.column(i)
-        if pa.types.is_dictionary(field.type):
-            col = pc.cast(col, field.type.value_type)
+    names = [str(f.name) for f in table.schema]
+    columns = []
+    for col in table.columns:
+        if pa.types.is_dictionary(col.type):
+            col = pc.cast(col, col.type.value_type)
         if pa.types.is_date(col.type):
             col = pc.cast(col, pa.timestamp("s"))
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            series = pd.Series(pd.arrays.ArrowStringArray(pc.cast(col, pa.large_string())))
-        else:
-            series = col.to_pandas(coerce_temporal_nanoseconds=False)
-        columns[i] = series
-    frame = pd.DataFrame(columns) if columns else pd.DataFrame(index=pd.RangeIndex(table.num_rows))
-    frame.columns = [str(f.name) for f in table.schema]
+        columns.append(col)
+    table = pa.table(columns, names=[f"c{i}" for i in range(len(columns))])
+    text = pd.StringDtype("pyarrow")
+    frame = table.to_pandas(
+        types_mapper=lambda t: text if t in (pa.string(), pa.large_string()) else None,
+        coerce_temporal_nanoseconds=False, split_blocks=True,
+    )
+    frame.columns = names
     return frame
 
 

@@ -35,6 +35,8 @@ GRADIENT_TOL = 2e-3
 BOUNDARY_GRADIENT_TOL = 1e-3
 """Largest negative gradient tolerated on a parameter held at its bound (deviance units)."""
 NEWTON_STEPS = 8
+NEWTON_STEP_TOL = 1e-7
+"""Newton polishing stops when the proposed step in theta is below this (relative to max |theta|)."""
 RESTART_VALUES = (0.01, 0.1, 1.0)
 """Values given to zero diagonal elements of Lambda when restarting from a boundary optimum."""
 
@@ -257,8 +259,8 @@ def _newton_polish(
             break
         step = np.zeros_like(theta)
         step[free] = -np.linalg.solve(h, grad[free])
-        if np.max(np.abs(step)) < 1e-10:
-            break
+        if np.max(np.abs(step)) < NEWTON_STEP_TOL * max(1.0, float(np.max(np.abs(theta)))):
+            break  # already at the optimum to ~1e-7 in theta: skip one more O(G) evaluation
         trial = np.maximum(theta + step, lower)
         trial_deriv = varpar_derivatives(stats, trial, reml)
         count[0] += 1

@@ -38,6 +38,7 @@ class Generator:
     def __init__(self, n_patients: int | None, rng: np.random.Generator, protocol,
                  calibration: Calibration = HUAPAYA2019, centred: bool | None = None):
         self.protocol = protocol
+        self.calibration = calibration
         self.windows = Windows.from_protocol(protocol)
         self.drugs = Drugs.from_protocol(protocol)
         self.centred = (n_patients is None) if centred is None else bool(centred)
@@ -62,7 +63,7 @@ class Generator:
             "patients": patient_rows(plan, rng),
             "antibodies": antibody_rows(plan, rng),
             "medications": meds,
-            "pft": pft_rows(plan, rng, win),
+            "pft": pft_rows(plan, rng, win, self.calibration.dlco_measured),
             "adverse_events": adverse_event_rows(plan, rng, win, drugs, arm_drug),
         }
         for t in tables.values():

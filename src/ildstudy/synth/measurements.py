@@ -65,8 +65,9 @@ def outcome_values(name: str, plan: Plan, patient: np.ndarray, months: np.ndarra
     return np.clip(np.round(y, m.decimals), m.low, m.high)
 
 
-def pft_rows(plan: Plan, rng: np.random.Generator, win: Windows) -> Table:
-    """Rows of the ``pft`` table for the patients of ``plan``."""
+def pft_rows(plan: Plan, rng: np.random.Generator, win: Windows, dlco_measured: float = 0.88) -> Table:
+    """Rows of the ``pft`` table for the patients of ``plan``; ``dlco_measured`` is the share of follow-up
+    visits with a DLCO (88% of the other visits have one)."""
     patient, day, kind = visit_days(plan, rng, win)
     months = np.where(kind == 3, day / DAYS_PER_MONTH, 0.0)
     fvc = outcome_values("fvc_pct_pred", plan, patient, months, rng)
@@ -75,7 +76,7 @@ def pft_rows(plan: Plan, rng: np.random.Generator, win: Windows) -> Table:
     followup_rank = _rank_within(patient, kind == 3)
     fvc_missing = (kind == 3) & (followup_rank >= 1) & (rng.random(n) < 0.02)
     fvc_missing |= (kind == 1) & plan.base_fvc_missing[patient]
-    dlco_missing = (rng.random(n) < 0.12) & ~fvc_missing
+    dlco_missing = (rng.random(n) >= np.where(kind == 3, dlco_measured, 0.88)) & ~fvc_missing
     fvc = np.where(fvc_missing, np.nan, fvc)
     dlco = np.where(dlco_missing, np.nan, dlco)
 

@@ -110,7 +110,7 @@ def draw_plan(n_patients: int | None, rng: np.random.Generator, win: Windows, ca
     antisynthetase = exact_shares(stratum, [1 - cal.antisynthetase, cal.antisynthetase], rng).astype(bool)
     smoking = exact_shares(stratum, cal.smoking, rng)
 
-    index = _index_dates(n, group, variant, rng, win)
+    index = _index_dates(n, group, variant, rng, win, cal.index_years)
     age_years = _standardised(rng.standard_normal(n), stratum) * cal.age_sd + cal.age_mean
     age_years = np.clip(age_years, 21.0, 79.0)
     birth = index - np.floor(age_years * 365.25 + 0.5).astype(np.int64)
@@ -139,9 +139,9 @@ def _standardised(z: np.ndarray, strata: np.ndarray) -> np.ndarray:
     return np.where(sizes[strata] > 1, (z - mean[strata]) / np.where(sd > 0, sd, 1.0)[strata], z)
 
 
-def _index_dates(n, group, variant, rng, win: Windows) -> np.ndarray:
-    """Index dates over the 19 years before (cut - 2 years), denser in recent years; planted late ones."""
-    span = 17 * 365
+def _index_dates(n, group, variant, rng, win: Windows, years: float) -> np.ndarray:
+    """Index dates over ``years`` years before (cut - 2 years), denser in recent years; planted late ones."""
+    span = int(years * 365)
     last = win.cut - 2 * 365
     index = last - span + np.floor(np.sqrt(rng.random(n)) * span).astype(np.int64)
     # keep every dose-evaluation day clear of the data cut (ambiguity of "up to the cut")
