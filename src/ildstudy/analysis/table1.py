@@ -116,6 +116,8 @@ class Table1Result:
         ``percent`` (binary and categorical, percent of ``n``, 0–100). NaN where not applicable.
     tests : pandas.DataFrame
         One row per variable: ``variable``, ``test``, ``statistic`` (t, W or χ²), ``df``, ``p``, ``smd``.
+    missing_by_arm : dict
+        ``{variable: {arm: number of missing values}}``.
     """
 
     arms: tuple[str, ...]
@@ -123,16 +125,15 @@ class Table1Result:
     table: pd.DataFrame = field(repr=False)
     numbers: pd.DataFrame = field(repr=False)
     tests: pd.DataFrame = field(repr=False)
+    missing_by_arm: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
     def records(self) -> list[dict]:
-        """The rows of ``table`` as JSON-ready dicts, each with ``missing_by_arm`` added: results.json's
-        ``table1``."""
-        first = self.numbers.drop_duplicates(["variable", "arm"])
-        missing = {(v, a): m for v, a, m in first[["variable", "arm", "missing"]].itertuples(index=False)}
+        """The rows of ``table`` as JSON-ready dicts (results.json's ``table1``); the first row of each variable
+        also has ``missing_by_arm`` ``{ARM: n}``."""
         out = []
         for row in frame_records(self.table):
             if row["missing"] is not None:
-                row["missing_by_arm"] = {a: plain(missing.get((row["variable"], a))) for a in self.arms}
+                row["missing_by_arm"] = plain(self.missing_by_arm.get(row["variable"], {}))
             out.append(row)
         return out
 
@@ -393,13 +394,15 @@ def table1(patients: pd.DataFrame, arm_col: str, arms: list[str], variables: lis
     arm_values = patients[arm_col].astype("string")
     n = {a: int((arm_values == a).sum()) for a in arms}
     table_rows, number_rows, test_rows = [], [], []
+    missing_by_arm: dict[str, dict[str, int]] = {}
     for var in variables:
         data = {a: patients.loc[(arm_values == a).to_numpy(), var.name] for a in arms}
         if var.kind == "continuous":
             rows, numbers, test, smd = _continuous(var, data, arms)
         else:
             rows, numbers, test, smd = _categorical(var, data, arms)
-        missing = int(sum(int(data[a].isna().sum()) for a in arms))
+        missing_by_arm[var.name] = {a: int(data[a].isna().sum()) for a in arms}
+        missing = sum(missing_by_arm[var.name].values())
         for i, row in enumerate(rows):
             table_rows.append({"variable": var.name, "label": var.shown_label, **row,
                                "missing": missing if i == 0 else None})
@@ -410,8 +413,8 @@ def table1(patients: pd.DataFrame, arm_col: str, arms: list[str], variables: lis
     table = pd.DataFrame(table_rows, columns=columns, dtype=object)
     numbers = pd.DataFrame(number_rows, columns=list(NUMBER_COLUMNS))
     tests = pd.DataFrame(test_rows, columns=list(TEST_COLUMNS), dtype=object)
-    return Table1Result(tuple(arms), n, table, numbers, tests)
+    return Table1Result(tuple(arms), n, table, numbers, tests, missing_by_arm)
 
 
-__all__ = ["Variable", "Table1Result", "table1", "quantile_type7", "smd_binary", "smd_categorical", "smd_continuous", "welch_test",
-           "wilcoxon_test"]
+__all__ = ["Variable", "Table1Result", "table1", "quantile_type7", "smd_binary", "smd_categorical", "smd_continuous",
+           "welch_test", "wilcoxon_test"]
