@@ -111,9 +111,13 @@ def test_nothing_lost_identity_in_attrition(demo_runs):
     total = int(att.loc[att["step"] == "registry", "remaining"].iloc[0])
     patients = pd.read_csv(demo_runs[0] / "registry" / "patients.csv")
     assert total == len(patients)
-    excluded = int(att.loc[att["step"] != "registry", "excluded"].sum())
-    cohort = int(att["remaining"].iloc[-1])
+    steps = att[~att["step"].isin(["registry", "cohort"])]
+    excluded = int(steps["excluded"].sum())
+    cohort = int(steps["remaining"].iloc[-1])
     assert excluded + cohort == total
+    identity = att[att["step"] == "cohort"].iloc[0]       # the identity row written by every run
+    assert (int(identity["excluded"]), int(identity["remaining"])) == (excluded, cohort)
+    assert f"registry {total} = excluded {excluded} + cohort {cohort}" == identity["reason"]
     truth = json.loads((demo_runs[0] / "registry" / "truth.json").read_text())
     for step, n in truth["attrition"].items():
         assert int(att.loc[att["step"] == step, "excluded"].iloc[0]) == n, step

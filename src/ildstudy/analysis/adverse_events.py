@@ -179,7 +179,7 @@ def _as_bool(s: pd.Series, what: str, *, missing_as_false: bool) -> pd.Series:
     if s.isna().any():
         if not missing_as_false:
             raise ValueError(f"{what} has missing values")
-        s = s.fillna(False)
+        s = pd.Series([False if pd.isna(v) else v for v in s], index=s.index, dtype=object)
     if s.dtype == object or pd.api.types.is_string_dtype(s):
         mapping = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
         low = s.map(lambda v: v if isinstance(v, (bool, np.bool_)) else mapping.get(str(v).strip().lower()))

@@ -121,7 +121,7 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
     })
     disc = discontinuation(times, arms, ref)
 
-    attrition = cohort.attrition.copy()
+    attrition = with_identity_row(cohort.attrition, n_by_arm)
     provenance = {"ildstudy_version": __version__, "protocol_sha256": protocol.sha256(), "data_sha256": data_hash}
     results = {
         "schema_version": SCHEMA_VERSION,
@@ -177,3 +177,19 @@ def _cohort_hash(cohort: Cohort) -> str:
     for frame in (cohort.patients, cohort.outcomes, cohort.adverse_events):
         h.update(pd.util.hash_pandas_object(frame.astype(str), index=False).values.tobytes())
     return h.hexdigest()
+
+
+def with_identity_row(attrition: pd.DataFrame, n_by_arm: dict[str, int]) -> pd.DataFrame:
+    """The attrition table plus a last row stating that nothing was lost:
+    registry patients = excluded at exactly one step + cohort."""
+    total = int(attrition["remaining"].iloc[0])
+    excluded = int(attrition["excluded"].iloc[1:].sum())
+    cohort = sum(n_by_arm.values())
+    if total != excluded + cohort:  # build_cohort checks this too; never silently write a broken table
+        raise AssertionError(f"attrition does not add up: {total} != {excluded} + {cohort}")
+    row = {c: pd.NA for c in attrition.columns}
+    row.update({"step": "cohort", "reason": f"registry {total} = excluded {excluded} + cohort {cohort}",
+                "excluded": excluded, "remaining": cohort})
+    row.update({f"remaining_{a}": n for a, n in n_by_arm.items()})
+    extra = pd.DataFrame([row]).astype(attrition.dtypes.to_dict())
+    return pd.concat([attrition, extra], ignore_index=True)

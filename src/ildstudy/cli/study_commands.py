@@ -16,9 +16,17 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
     from ildstudy.analysis.study import run_study
     from ildstudy.report.outputs import write_study_outputs
 
+    from ildstudy.cli.data_commands import problem_table
+    from ildstudy.errors import DataError
+
     started = dt.datetime.now(dt.timezone.utc)
     with progress("Running the study", total=STEPS + 1) as advance:
-        result = run_study(protocol, data, db=db, on_step=lambda s: advance(description=s))
+        try:
+            result = run_study(protocol, data, db=db, on_step=lambda s: advance(description=s))
+        except DataError as exc:  # the same report as `ildstudy validate`, then one line per problem
+            err.print(problem_table(exc.problems))
+            err.print("ildstudy: the registry has errors; nothing was written. Fix them and run again.")
+            raise
         advance(description="Writing the report")
         write_study_outputs(result, out_dir, min_cell=min_cell, started=started, include=include)
     for w in result.results.get("warnings", []):
@@ -33,15 +41,19 @@ def _summary(result, out_dir: Path) -> None:
     by_arm = ae.get("by_arm", {})
     parts = [f"{a} {v['patients_with_event']}/{v['n']} ({v['percent']:.1f}%)" for a, v in by_arm.items()]
     if parts:
-        out.print(f"Adverse events: {' vs '.join(parts)}, {ae.get('test_name', ae.get('test'))} p = {ae['p']:.3f}")
+        out.print(f"Adverse events: {' vs '.join(parts)}, {ae.get('test_name', ae.get('test'))} {_p(ae['p'])}")
     for name, o in result.outcomes.items():
         last = o.arm_differences.iloc[-1]
         at36 = o.arm_differences[o.arm_differences["month"] == 36]
         row = at36.iloc[0] if len(at36) else last
         out.print(f"{o.label}: {row['contrast']} at {row['month']:g} months = {row['estimate']:.1f} "
-                  f"(95% CI {row['ci_low']:.1f} to {row['ci_high']:.1f}), p = {row['p']:.3f}")
+                  f"(95% CI {row['ci_low']:.1f} to {row['ci_high']:.1f}), {_p(row['p'])}")
     report = out_dir / "report.html"
     out.print(f"Outputs: {out_dir}/" + (f"  (report: {report})" if report.exists() else ""))
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 @app.command()

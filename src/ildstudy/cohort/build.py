@@ -141,7 +141,7 @@ def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
     for col, kind in types.items():
         s = frame[col]
         if kind == "str":
-            out[col] = s.astype(object).where(s.notna(), None).map(lambda v: v if v is None else str(v))
+            out[col] = s.astype(object).where(s.notna(), None)
         elif kind == "float":
             out[col] = pd.to_numeric(s, errors="raise").astype("float64")
         elif kind == "bool":

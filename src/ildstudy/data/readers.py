@@ -198,18 +198,12 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame | None, np.ndarray | None, list[
         return fatal("is a zip or Excel file, not CSV text; name it .xlsx or save it as 'CSV UTF-8'")
     if data.startswith(_BOM):
         data = data[len(_BOM):]
-    if not data.strip():
+    if not data or data.isspace():
         return fatal("is empty (expected a header row)")
     if b"\x00" in data[:65536]:
         return fatal("is not a text file (it contains NUL bytes); save it as 'CSV UTF-8'")
-    try:
-        data.decode("utf-8")
-        latin = False
-    except UnicodeDecodeError:
-        data = data.decode("cp1252", errors="replace").encode("utf-8")
-        latin = True
     first_break = data.find(b"\n")
-    header_line = (data if first_break < 0 else data[:first_break]).decode("utf-8").rstrip("\r")
+    header_line = (data if first_break < 0 else data[:first_break]).decode("utf-8", "replace").rstrip("\r")
     if "," not in header_line:
         for sep, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
             if sep in header_line:
@@ -217,7 +211,20 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame | None, np.ndarray | None, list[
     names = next(csv.reader([header_line]), [])
     if not names:
         return fatal("is empty (expected a header row)")
-    frame, rows, problems = _parse_csv(name, data, names)
+    latin = "\ufffd" in header_line
+    if not latin:
+        try:
+            frame, rows, problems = _parse_csv(name, data, names)
+        except Exception as exc:  # noqa: BLE001 - pyarrow checks UTF-8 while parsing
+            if "utf8" not in str(exc).lower():
+                raise
+            latin = True
+    if latin:  # read it as Windows-1252 so every other problem can still be found, and say so
+        data = data.decode("cp1252", errors="replace").encode("utf-8")
+        first_break = data.find(b"\n")
+        header_line = (data if first_break < 0 else data[:first_break]).decode("utf-8").rstrip("\r")
+        names = next(csv.reader([header_line]), names)
+        frame, rows, problems = _parse_csv(name, data, names)
     frame.columns = names
     if latin:
         problems = _encoding_problems(name, frame, rows) + problems
