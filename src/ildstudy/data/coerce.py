@@ -274,12 +274,14 @@ def _date(text: pa.ChunkedArray, missing: np.ndarray, col: Column):
     in_ns = ok & (seconds <= _NS_MAX.to_datetime64()) & (seconds >= _NS_MIN.to_datetime64())
     seconds[~in_ns] = np.datetime64("NaT")
     values = pd.Series(seconds.astype("datetime64[ns]"), dtype="datetime64[ns]")
-    failed = ~missing & ~in_ns
-    reasons = np.full(len(missing), None, dtype=object)
-    if failed.any():
-        reasons[failed] = _by_unique(pc.filter(text, pa.array(failed)), _why_not_a_date)
-    kinds = (NOT_A_DATE, AMBIGUOUS_DATE, NOT_ISO_DATE, FUTURE_DATE, EARLY_DATE)
-    return values, {kind: reasons == kind for kind in kinds}
+    failed = np.flatnonzero(~missing & ~in_ns)
+    bad: dict[str, np.ndarray] = {}
+    if len(failed):
+        why = _by_unique(pc.take(text, pa.array(failed)), _why_not_a_date)
+        for kind in (NOT_A_DATE, AMBIGUOUS_DATE, NOT_ISO_DATE, FUTURE_DATE, EARLY_DATE):
+            bad[kind] = np.zeros(len(missing), bool)
+            bad[kind][failed[why == kind]] = True
+    return values, bad
 
 
 def _why_not_a_date(value: str) -> str:
