@@ -58,3 +58,9 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
             raise RuntimeError("interrupted")
     assert (final / "report.html").read_text() == "v1"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_percentages_go_with_their_suppressed_counts():
+    df = pd.DataFrame({"AZA_patients": [3, 22], "AZA_percent": [4.5, 33.3]})
+    out = suppress_small_counts(df, ["AZA_patients"], 5, {"AZA_percent": "AZA_patients"})
+    assert out["AZA_percent"].tolist() == ["<5", 33.3]

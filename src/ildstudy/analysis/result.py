@@ -62,6 +62,7 @@ class StudyResult:
     results : the content of results.json.
     tables : every table written to ``tables/`` (name -> DataFrame).
     count_columns : table name -> columns holding patient counts (suppressed below --min-cell in share/).
+    linked_columns : table name -> {derived column: count column}; a percentage is suppressed with its count.
     provenance : ildstudy version, protocol SHA-256, data SHA-256 (also in results.json).
     """
 
@@ -77,4 +78,5 @@ class StudyResult:
     results: dict[str, Any]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     count_columns: dict[str, list[str]] = field(default_factory=dict)
+    linked_columns: dict[str, dict[str, str]] = field(default_factory=dict)
     provenance: dict[str, str] = field(default_factory=dict)

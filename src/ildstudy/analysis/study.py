@@ -152,20 +152,23 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
         tables[f"{name}_change_from_baseline"] = o.change_from_baseline
         tables[f"{name}_arm_differences"] = o.arm_differences
     tables["adverse_events_by_arm"] = ae.by_arm
-    tables["adverse_events_by_category"] = ae.by_category
+    tables["adverse_events_by_category"] = ae.by_category_wide()
     tables["discontinuation_at_months"] = disc.at_times_table()
     count_columns = {
         "attrition": [c for c in attrition.columns if c.startswith(("excluded", "remaining"))],
         "table1": arms,
-        "adverse_events_by_arm": [c for c in ae.by_arm.columns if c in ("patients_with_event", "n", "led_to_discontinuation")],
-        "adverse_events_by_category": [c for c in ae.by_category.columns if c.endswith(("_patients", "patients", "_n"))],
+        "adverse_events_by_arm": ["patients_with_event", "n", "events", "events_led_to_discontinuation",
+                                  "patients_with_discontinuation"],
+        "adverse_events_by_category": [f"{a}_{c}" for a in arms for c in ("patients", "n", "events")],
         "discontinuation_at_months": [c for c in ("n_risk", "n_event", "n_censor") if c in disc.at_times_table().columns],
     }
+    linked = {"adverse_events_by_arm": {"percent": "patients_with_event"},
+              "adverse_events_by_category": {f"{a}_percent": f"{a}_patients" for a in arms}}
     return StudyResult(
         protocol=protocol, arms=n_by_arm, attrition=attrition, table1=t1.table, outcomes=outcomes,
-        adverse_events=results["adverse_events"], adverse_events_by_category=ae.by_category,
+        adverse_events=results["adverse_events"], adverse_events_by_category=ae.by_category_wide(),
         discontinuation=results["discontinuation"], km=disc.km_table(), results=results, tables=tables,
-        count_columns=count_columns, provenance=provenance,
+        count_columns=count_columns, linked_columns=linked, provenance=provenance,
     )
 
 

@@ -69,13 +69,17 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def suppress_small_counts(frame: pd.DataFrame, count_columns: list[str], min_cell: int) -> pd.DataFrame:
+def suppress_small_counts(frame: pd.DataFrame, count_columns: list[str], min_cell: int,
+                          linked: dict[str, str] | None = None) -> pd.DataFrame:
     """Replace counts in ``count_columns`` below ``min_cell`` (but > 0) by ``"<min_cell"``.
 
     Numeric cells are compared directly; text cells of the form ``"3"`` or ``"3 (4.5%)"`` are
     suppressed by their leading count (the percentage goes too, as it would reveal the count).
+    ``linked`` maps a derived column (a percentage) to its count column: where the count is
+    suppressed, the derived value is too.
     """
-    out = frame.copy().astype({c: object for c in count_columns if c in frame.columns})
+    linked = {k: v for k, v in (linked or {}).items() if k in frame.columns and v in frame.columns}
+    out = frame.copy().astype({c: object for c in [*count_columns, *linked] if c in frame.columns})
     mask_text = f"<{min_cell}"
 
     def hide(v):
@@ -91,6 +95,8 @@ def suppress_small_counts(frame: pd.DataFrame, count_columns: list[str], min_cel
     for col in count_columns:
         if col in out.columns:
             out[col] = out[col].map(hide)
+    for derived, count in linked.items():
+        out.loc[out[count] == mask_text, derived] = mask_text
     return out
 
 

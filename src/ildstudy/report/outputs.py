@@ -45,7 +45,8 @@ def write_study_outputs(result: StudyResult, out_dir: Path, *, min_cell: int = 5
         write_tables(result.tables, tmp / "tables")
 
         def shareable(name, frame):
-            return suppress_small_counts(frame, result.count_columns.get(name, []), min_cell)
+            return suppress_small_counts(frame, result.count_columns.get(name, []), min_cell,
+                                         result.linked_columns.get(name))
 
         share = {"attrition": result.attrition, **result.tables}
         write_tables(share, tmp / "share", transform=shareable)

@@ -133,6 +133,7 @@ class Calibration:
     switch_share: float = 0.5          # share of stoppers (inefficacy or AE) who switch to the other arm
     index_years: float = 17.0          # index dates spread over this many years before (data cut - 2 years)
     dlco_measured: float = 0.88        # share of follow-up visits with a DLCO
+    dlco_never: float = 0.0            # share of patients who never have a DLCO
 
     @property
     def n_default(self) -> int:

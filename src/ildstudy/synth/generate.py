@@ -36,18 +36,18 @@ class Generator:
     """A planned registry whose rows can be built block by block (see :func:`generate_registry`)."""
 
     def __init__(self, n_patients: int | None, rng: np.random.Generator, protocol,
-                 calibration: Calibration = HUAPAYA2019, centred: bool | None = None):
+                 calibration: Calibration = HUAPAYA2019, balanced: bool | None = None):
         self.protocol = protocol
         self.calibration = calibration
         self.windows = Windows.from_protocol(protocol)
         self.drugs = Drugs.from_protocol(protocol)
-        self.centred = (n_patients is None) if centred is None else bool(centred)
+        self.balanced = (n_patients is None) if balanced is None else bool(balanced)
         self.plan: Plan = draw_plan(n_patients, rng, self.windows, calibration,
-                                    tuple(protocol.exclusions.other_agents.drugs), self.centred)
+                                    tuple(protocol.exclusions.other_agents.drugs), self.balanced)
         self.width = id_width(self.plan.n)
         n_blocks = max(1, -(-self.plan.n // BLOCK))
         self._rngs = rng.spawn(n_blocks)
-        self.truth: Truth = build_truth(protocol, self.plan.group, self.plan.ae, self.centred)
+        self.truth: Truth = build_truth(protocol, self.plan.group, self.plan.ae, self.balanced)
 
     def blocks(self) -> Iterator[dict[str, Table]]:
         """The rows of each block of patients, as column tables (patient ids as :class:`Ids`)."""
@@ -63,7 +63,7 @@ class Generator:
             "patients": patient_rows(plan, rng),
             "antibodies": antibody_rows(plan, rng),
             "medications": meds,
-            "pft": pft_rows(plan, rng, win, self.calibration.dlco_measured),
+            "pft": pft_rows(plan, rng, win, self.calibration),
             "adverse_events": adverse_event_rows(plan, rng, win, drugs, arm_drug),
         }
         for t in tables.values():
@@ -78,7 +78,7 @@ def _first_arm_drug(plan: Plan, meds: Table, drugs: Drugs) -> np.ndarray:
 
 
 def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol, *,
-                      centred: bool | None = None) -> tuple[dict[str, pd.DataFrame], Truth]:
+                      balanced: bool | None = None) -> tuple[dict[str, pd.DataFrame], Truth]:
     """Generate a synthetic raw registry in memory, with its planted truth.
 
     Parameters
@@ -92,11 +92,13 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
         The only source of randomness (``numpy.random.default_rng(seed)``).
     protocol : ildstudy.protocol.Protocol
         The protocol whose rules the planted counts are built for (``load_protocol("huapaya2019")``).
-    centred : bool, optional
-        Centre the eligible patients' random effects within each arm so that the realised arm means
-        equal the model's fixed effects (the default registry: its study results then show the true
-        effects up to residual noise). ``False`` samples them, as a recovery study needs. Default:
-        centred exactly when ``n_patients`` is ``None``.
+    balanced : bool, optional
+        Build the outcome data so that a mixed model with the study formula recovers the true fixed
+        effects up to rounding (random effects centred and whitened within each arm, analysed residuals
+        orthogonal to each patient's intercept and months; see :mod:`ildstudy.synth.balance`): the
+        default registry's study results then show the planted effects, not the seed's luck. ``False``
+        samples everything independently, as a recovery study needs. Default: balanced exactly when
+        ``n_patients`` is ``None``.
 
     Returns
     -------
@@ -116,7 +118,7 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
     >>> len(tables["patients"]) == truth.n_patients
     True
     """
-    gen = Generator(n_patients, rng, protocol, centred=centred)
+    gen = Generator(n_patients, rng, protocol, balanced=balanced)
     blocks = list(gen.blocks())
     tables = {}
     for name in TABLE_NAMES:

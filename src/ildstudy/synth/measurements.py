@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ildstudy.synth.calibration import MODELS
+from ildstudy.synth.balance import orthogonal_residuals
+from ildstudy.synth.calibration import MODELS, Calibration
 from ildstudy.synth.columns import Coded, Dates, Table
 from ildstudy.synth.plan import Plan
 from ildstudy.synth.windows import DAYS_PER_MONTH, NONE, Windows, choose, uniform_int
@@ -42,6 +43,7 @@ def visit_days(plan: Plan, rng: np.random.Generator, win: Windows) -> tuple[np.n
     gaps = uniform_int(rng, 90, 185, (n, k_max))
     gaps[:, 0] = 0
     days = plan.first_visit[:, None] + np.cumsum(gaps, axis=1)
+    days = np.where(np.abs(days - win.max_days) <= win.margin, days + 7, days)   # clear of the 60-month edge
     keep = days <= plan.visit_end[:, None]
     keep[:, 0] = True
     parts.append((np.repeat(pid[:, None], k_max, 1)[keep], days[keep], 3))
@@ -52,31 +54,44 @@ def visit_days(plan: Plan, rng: np.random.Generator, win: Windows) -> tuple[np.n
     return patient[order], day[order], kind[order]
 
 
-def outcome_values(name: str, plan: Plan, patient: np.ndarray, months: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray:
-    """Observed values of a PFT outcome at ``months`` for rows of ``patient`` (rounded, clipped)."""
+def outcome_values(name: str, plan: Plan, patient: np.ndarray, months: np.ndarray, rng: np.random.Generator,
+                   analysed: np.ndarray) -> np.ndarray:
+    """Observed values of a PFT outcome at ``months`` for rows of ``patient`` (rounded, clipped).
+
+    ``analysed`` marks the rows the study's model uses; in a balanced plan their residuals are made
+    orthogonal to each patient's intercept and months.
+    """
     m = MODELS[name]
     k = 0 if name == "fvc_pct_pred" else 1
     treated = (plan.arm[patient] == 0).astype(float)
     mean = m.fixed_mean(months, treated, plan.female[patient], plan.age[patient],
                         plan.antisynthetase[patient], plan.smoking[patient] > 0)
-    y = mean + plan.re[patient, k, 0] + plan.re[patient, k, 1] * months
-    y = y + m.residual_sd * rng.standard_normal(len(y))
+    resid = m.residual_sd * rng.standard_normal(len(patient))
+    if plan.balanced:
+        resid = orthogonal_residuals(patient, months, resid, analysed)
+    y = mean + plan.re[patient, k, 0] + plan.re[patient, k, 1] * months + resid
     return np.clip(np.round(y, m.decimals), m.low, m.high)
 
 
-def pft_rows(plan: Plan, rng: np.random.Generator, win: Windows, dlco_measured: float = 0.88) -> Table:
-    """Rows of the ``pft`` table for the patients of ``plan``; ``dlco_measured`` is the share of follow-up
-    visits with a DLCO (88% of the other visits have one)."""
+def pft_rows(plan: Plan, rng: np.random.Generator, win: Windows, cal: Calibration) -> Table:
+    """Rows of the ``pft`` table for the patients of ``plan``.
+
+    DLCO is measured at ``cal.dlco_measured`` of follow-up visits and 88% of the others, never for a
+    share ``cal.dlco_never`` of patients; FVC is missing at 2% of follow-up visits after the first.
+    """
     patient, day, kind = visit_days(plan, rng, win)
     months = np.where(kind == 3, day / DAYS_PER_MONTH, 0.0)
-    fvc = outcome_values("fvc_pct_pred", plan, patient, months, rng)
-    dlco = outcome_values("dlco_pct_pred", plan, patient, months, rng)
     n = len(patient)
     followup_rank = _rank_within(patient, kind == 3)
     fvc_missing = (kind == 3) & (followup_rank >= 1) & (rng.random(n) < 0.02)
     fvc_missing |= (kind == 1) & plan.base_fvc_missing[patient]
-    dlco_missing = (rng.random(n) >= np.where(kind == 3, dlco_measured, 0.88)) & ~fvc_missing
+    never = rng.random(plan.n) < cal.dlco_never
+    dlco_missing = (rng.random(n) >= np.where(kind == 3, cal.dlco_measured, 0.88)) | never[patient]
+    dlco_missing &= ~fvc_missing
+    analysed = plan.eligible[patient] & ((kind == 1) | ((kind == 3) & (day > win.baseline_to)
+                                                          & (day <= plan.eof[patient])))
+    fvc = outcome_values("fvc_pct_pred", plan, patient, months, rng, analysed & ~fvc_missing)
+    dlco = outcome_values("dlco_pct_pred", plan, patient, months, rng, analysed & ~dlco_missing)
     fvc = np.where(fvc_missing, np.nan, fvc)
     dlco = np.where(dlco_missing, np.nan, dlco)
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ildstudy.data.schema import DIAGNOSES, STOP_REASONS
-from ildstudy.synth.calibration import MODELS, OUTCOMES, STEPS, Calibration
+from ildstudy.synth.balance import random_effects
+from ildstudy.synth.calibration import STEPS, Calibration
 from ildstudy.synth.windows import NONE, Windows, choose, exact_shares, exact_split, uniform_int
 
 #: group codes: 0 and 1 eligible in arm 0 / arm 1, then 2 + i for STEPS[i]
@@ -36,6 +37,8 @@ class Plan:
     Day fields are offsets from ``index`` (days since 1970-01-01); ``NONE`` means no such date.
     ``variant`` distinguishes the ways a planted group fails its step. ``re`` holds the random
     effects, shape (n, 3, 2): outcome (FVC, DLCO, prednisone) x (intercept, slope per month).
+    ``balanced`` (one value for all) asks the row builders to make the analysed residuals orthogonal
+    (see :mod:`ildstudy.synth.balance`).
     """
 
     group: np.ndarray
@@ -73,6 +76,7 @@ class Plan:
     visit_end: np.ndarray
     re: np.ndarray
     first_id: int = 0
+    balanced: bool = False
 
     @property
     def n(self) -> int:
@@ -84,16 +88,17 @@ class Plan:
 
     def chunk(self, lo: int, hi: int) -> "Plan":
         """The plan of patients ``lo:hi`` (their IDs keep counting from ``lo``)."""
-        values = {f.name: getattr(self, f.name)[lo:hi] for f in dataclasses.fields(self) if f.name != "first_id"}
-        return Plan(**values, first_id=self.first_id + lo)
+        values = {f.name: getattr(self, f.name)[lo:hi] for f in dataclasses.fields(self)
+                  if f.name not in ("first_id", "balanced")}
+        return Plan(**values, first_id=self.first_id + lo, balanced=self.balanced)
 
 
 def draw_plan(n_patients: int | None, rng: np.random.Generator, win: Windows, cal: Calibration,
-              agents: tuple[str, ...], centred: bool) -> Plan:
+              agents: tuple[str, ...], balanced: bool) -> Plan:
     """Decide everything a cohort rule depends on, for ``n_patients`` (``None``: the default registry).
 
-    ``agents`` are the protocol's other steroid-sparing agents; ``centred`` removes the per-arm mean of
-    the eligible patients' random effects (see :func:`ildstudy.synth.generate_registry`).
+    ``agents`` are the protocol's other steroid-sparing agents; ``balanced`` builds the outcome data
+    so that the realised arm trajectories equal the model's (see :mod:`ildstudy.synth.balance`).
     """
     counts = cal.group_counts(n_patients)
     sizes = np.array([counts[g] for g in GROUPS], dtype=np.int64)
@@ -124,10 +129,10 @@ def draw_plan(n_patients: int | None, rng: np.random.Generator, win: Windows, ca
 
     t = _timeline(n, group, variant, stratum, arm, index, rng, win, cal, agents)
     pft = _pft_days(n, group, variant, t["eof"], t["cut_rel"], t["obs_end"], rng, win)
-    re = _random_effects(n, group, arm, rng, centred)
+    re = random_effects(n, rng, group, balanced)
     return Plan(group=group, arm=arm, variant=variant, female=female, antisynthetase=antisynthetase,
                 smoking=smoking, birth=birth, index=index, age=age, diagnosis=diagnosis, ild=ild, race=race,
-                height=height, re=re, **{k: v for k, v in t.items() if k != "cut_rel"}, **pft)
+                height=height, re=re, balanced=balanced, **{k: v for k, v in t.items() if k != "cut_rel"}, **pft)
 
 
 def _standardised(z: np.ndarray, strata: np.ndarray) -> np.ndarray:
@@ -295,19 +300,3 @@ def _pft_days(n, group, variant, eof, cut_rel, obs_end, rng, win: Windows) -> di
     visit_end = np.where(near_cut, first + 200, visit_end)
     return dict(base_visit=base, base_fvc_missing=base_fvc_missing, extra_visit=extra, first_visit=first,
                 visit_end=visit_end)
-
-
-def _random_effects(n, group, arm, rng, centred: bool) -> np.ndarray:
-    """Correlated random intercepts and slopes per outcome; optionally centred within each eligible arm."""
-    z = rng.standard_normal((n, len(OUTCOMES), 2))
-    re = np.empty_like(z)
-    for k, name in enumerate(OUTCOMES):
-        m = MODELS[name]
-        re[:, k, 0] = m.sd_intercept * z[:, k, 0]
-        re[:, k, 1] = m.sd_slope * (m.corr * z[:, k, 0] + np.sqrt(1 - m.corr**2) * z[:, k, 1])
-    if centred:
-        for a in (0, 1):
-            sel = group == a
-            if sel.sum() > 1:
-                re[sel] -= re[sel].mean(axis=0)
-    return re

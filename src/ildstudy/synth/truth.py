@@ -42,9 +42,9 @@ class Truth:
     model : dict
         Per outcome, the data-generating linear mixed model (formula, fixed effects, random-effect SDs
         and correlation, residual SD).
-    random_effects : str
-        ``"centred"`` (random effects centred within each eligible arm, the default registry) or
-        ``"sampled"``.
+    design : str
+        ``"balanced"`` (the default registry: outcome data built so that the study's mixed models
+        recover the fixed effects up to rounding, see :mod:`ildstudy.synth.balance`) or ``"sampled"``.
     seed : int or None
         The seed, when the registry was written by :func:`~ildstudy.synth.write_registry`.
     """
@@ -57,7 +57,7 @@ class Truth:
     arm_differences: dict[str, dict[str, float]]
     within_arm_change: dict[str, dict[str, dict[str, float]]]
     model: dict[str, dict]
-    random_effects: str
+    design: str
     seed: int | None = None
     notes: tuple[str, ...] = field(default=())
 
@@ -66,7 +66,7 @@ class Truth:
             "seed": self.seed, "protocol": self.protocol, "n_patients": self.n_patients, "arms": self.arms,
             "attrition": self.attrition, "adverse_events": self.adverse_events,
             "arm_differences": self.arm_differences, "within_arm_change": self.within_arm_change,
-            "model": self.model, "random_effects": self.random_effects, "notes": list(self.notes),
+            "model": self.model, "design": self.design, "notes": list(self.notes),
         }
 
     def to_json(self) -> str:
@@ -82,7 +82,7 @@ def _r(x: float) -> float:
     return float(round(x, 6)) + 0.0
 
 
-def build_truth(protocol, group: np.ndarray, ae: np.ndarray, centred: bool) -> Truth:
+def build_truth(protocol, group: np.ndarray, ae: np.ndarray, balanced: bool) -> Truth:
     """The truth of a plan: counts from the plan's groups and flags, effects from the outcome models."""
     names = [a.name for a in protocol.arms]
     arms = {names[a]: int((group == a).sum()) for a in (0, 1)}
@@ -99,16 +99,17 @@ def build_truth(protocol, group: np.ndarray, ae: np.ndarray, centred: bool) -> T
         fixed = {k.replace("AZA", names[0]): _r(v) for k, v in m.fixed_effects().items()}
         model[o] = {"formula": FORMULA.format(y=o), "fixed_effects": fixed,
                     "random_effects": {"sd": [m.sd_intercept, m.sd_slope], "corr": m.corr,
-                                       "distribution": "normal"},
+                                       "distribution": "uniform scores (bounded at +-sqrt(3) SD)"},
                     "residual_sd": m.residual_sd, "rounding": 10.0 ** -m.decimals, "range": [m.low, m.high]}
     model["prednisone_mg"]["rounding"] = {f"{k} mg": v for k, v in STEROID_STEP.items()}
     model["coding"] = dict(CODING)
     notes = (
         "arm_differences = armAZA + months:armAZA * month, the covariate-adjusted difference "
         f"{names[0]} - {names[1]} of the data-generating model",
-        "random effects centred within each eligible arm: the arms' realised mean trajectories equal "
-        "the fixed effects (up to residual noise)" if centred else "random effects sampled independently",
+        "balanced: random effects centred and whitened within each eligible arm, analysed residuals "
+        "orthogonal to each patient's intercept and months; the study's mixed models recover the fixed "
+        "effects up to rounding" if balanced else "sampled: random effects and residuals drawn independently",
     )
     return Truth(n_patients=int(len(group)), protocol=protocol.name, arms=arms, attrition=attrition,
                  adverse_events=adverse_events, arm_differences=differences, within_arm_change=change,
-                 model=model, random_effects="centred" if centred else "sampled", notes=notes)
+                 model=model, design="balanced" if balanced else "sampled", notes=notes)
