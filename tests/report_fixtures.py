@@ -163,7 +163,8 @@ def fake_study_result(*, title: str | None = None, arm_label: str | None = None,
          ("other_agents", "other steroid-sparing agent", 12, 124, 75, 49),
          ("both_arms", "exposed to both arms", 6, 118, 71, 47),
          ("baseline_pft", "no baseline PFT", 5, 113, 68, 45),
-         ("follow_up", "no follow-up measurement", 3, 110, 66, 44)],
+         ("follow_up", "no follow-up measurement", 3, 110, 66, 44),
+         ("cohort", "registry 148 = excluded 38 + cohort 110", 38, 110, 66, 44)],
         columns=["step", "reason", "excluded", "remaining", "remaining_AZA", "remaining_MMF"])
     attrition = attrition.astype({"remaining_AZA": "Int64", "remaining_MMF": "Int64"})
 

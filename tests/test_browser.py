@@ -1,5 +1,9 @@
 """Open ``report.html`` in real headless Chromium (Debian's ``chromium``, driven by Playwright).
 
+The main test opens the report of the real demo (``ildstudy demo``: synthetic registry, full
+study); a second one opens a report rendered from the fake fixture with hostile strings and checks
+that nothing runs (no dialog, no request).
+
 No browser is downloaded: Playwright is pointed at the system executable (``/usr/bin/chromium`` or
 ``$ILDSTUDY_CHROMIUM``). Skipped with a reason when Chromium or Playwright is missing, unless
 ``ILDSTUDY_REQUIRE_SERVICES=1`` (CI), where that is a failure. Screenshots (first screen and full
@@ -10,6 +14,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,9 +50,20 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("browser-report")
-    write_report(fake_study_result(), out)
+def report(tmp_path_factory, browser) -> Path:
+    """The demo's report.html (``ildstudy demo``, as a user runs it; about 15 s)."""
+    out = tmp_path_factory.mktemp("browser-demo") / "demo"
+    run = subprocess.run([sys.executable, "-c", "from ildstudy.cli import main; main()", "demo", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return out / "report.html"
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("browser-hostile")
+    write_report(fake_study_result(title="<script>alert(1)</script>", arm_label="Aza & <i>co</i>",
+                                   category="<img src=x onerror=alert(2)>"), out)
     return out / "report.html"
 
 
@@ -135,4 +152,19 @@ def test_narrow_screen_keeps_key_results_near_the_top(browser, report):
     key = page.locator("aside.key").bounding_box()
     assert key["y"] < 2 * 1000, key  # within two screens on a narrow window
     assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    page.close()
+
+
+def test_hostile_strings_do_not_run_in_chromium(browser, hostile_report):
+    page = browser.new_page()
+    dialogs, requests, errors = [], [], []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(hostile_report.resolve().as_uri(), wait_until="load")
+    assert not dialogs and not errors
+    assert requests == [hostile_report.resolve().as_uri()]
+    assert page.locator("h1").inner_text() == "<script>alert(1)</script>"
+    assert page.locator("script, img, iframe").count() == 0
+    assert "<img src=x onerror=alert(2)>" in page.locator("#adverse-events table").inner_text()
     page.close()

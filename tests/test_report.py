@@ -10,7 +10,6 @@ import dataclasses
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -105,12 +104,12 @@ def test_png_figures_are_300_dpi(written):
         assert [round(d) for d in im.info["dpi"]] == [300, 300]
 
 
-def test_report_and_figures_are_byte_identical_on_rerun(tmp_path):
-    result = fake_study_result()
-    a = write_report(result, tmp_path / "a")
-    b = write_report(fake_study_result(), tmp_path / "b")
-    assert [p.relative_to(tmp_path / "a") for p in a] == [p.relative_to(tmp_path / "b") for p in b]
-    for pa, pb in zip(a, b):
+def test_report_and_figures_are_byte_identical_on_rerun(written, tmp_path):
+    out, first, _ = written
+    again = write_report(
+        fake_study_result(title=HOSTILE_TITLE, arm_label=HOSTILE_ARM, category=HOSTILE_CATEGORY), tmp_path)
+    assert [p.relative_to(out) for p in first] == [p.relative_to(tmp_path) for p in again]
+    for pa, pb in zip(first, again):
         assert pa.read_bytes() == pb.read_bytes(), pa.name
 
 
@@ -160,9 +159,11 @@ def test_flow_diagram_has_a_box_per_exclusion(written, hostile_result):
     _, _, html = written
     flow = html[html.find('id="flow"'):html.find('id="table1"')]
     att = hostile_result.attrition
-    assert flow.count("Excluded:") == len(att) - 1
-    for reason in att["reason"].iloc[1:]:
+    steps = att.iloc[1:-1]  # first row: the registry; last row: the closing total, not a step
+    assert flow.count("Excluded:") == len(steps)
+    for reason in steps["reason"]:
         assert reason in flow
+    assert "registry 148 = excluded" not in flow and "excluded in total: 38" in flow
     assert "n = 148" in flow and "n = 66" in flow and "n = 44" in flow
 
 
@@ -267,3 +268,14 @@ def test_table1_rows_use_labels_and_indent_levels(written):
     assert rows[i]["p"] == "0.740" and rows[i]["cells"] == ["", ""] and rows[i + 1]["p"] == ""
     _, _, html = written
     assert "Baseline FVC, % predicted" in html and "Welch t-test" in html
+
+
+def test_provenance_notice_is_shown_next_to_the_title(tmp_path):
+    result = fake_study_result()
+    noted = dataclasses.replace(result, provenance={**result.provenance, "notice": "Synthetic data <demo>"})
+    from ildstudy.report.html import render_html
+
+    html = render_html(noted, [])
+    header = html[html.find("<header"):html.find("</header>")]
+    assert '<span class="notice" role="note">Synthetic data &lt;demo&gt;</span>' in header
+    assert 'class="notice"' not in render_html(result, [])

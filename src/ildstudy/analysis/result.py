@@ -51,11 +51,13 @@ class StudyResult:
     ----------
     protocol : the protocol that was run.
     arms : arm name -> number of patients, in protocol order (reference arm last).
-    attrition : DataFrame[step, reason, excluded, remaining_<ARM>..., remaining_total].
+    attrition : DataFrame[step, reason, excluded, remaining, remaining_<ARM>...]: a first ``registry`` row,
+        one row per cohort step, and a last ``cohort`` row stating registry = excluded + cohort.
     table1 : DataFrame[variable, level, <ARM>..., p, test, smd, missing].
     outcomes : outcome name -> :class:`OutcomeResult`.
     adverse_events : the ``adverse_events`` block of results.json.
-    adverse_events_by_category : DataFrame[category, <ARM>_patients, <ARM>_n, <ARM>_percent, ...].
+    adverse_events_by_category : DataFrame[category, <ARM>_patients, <ARM>_n, <ARM>_percent, <ARM>_events, ...,
+        fisher_p] (wide).
     discontinuation : the ``discontinuation`` block of results.json.
     km : DataFrame[analysis, arm, time, n_risk, n_event, n_censor, survival, ci_low, ci_high]
         (analysis is ``any_reason`` or ``adverse_event``).
@@ -63,7 +65,8 @@ class StudyResult:
     tables : every table written to ``tables/`` (name -> DataFrame).
     count_columns : table name -> columns holding patient counts (suppressed below --min-cell in share/).
     linked_columns : table name -> {derived column: count column}; a percentage is suppressed with its count.
-    provenance : ildstudy version, protocol SHA-256, data SHA-256 (also in results.json).
+    provenance : ildstudy version, protocol SHA-256, data SHA-256 (also in results.json); an optional
+        ``notice`` (e.g. synthetic demo data) is shown next to the report's title.
     """
 
     protocol: Protocol

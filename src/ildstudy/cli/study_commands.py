@@ -12,7 +12,7 @@ from ildstudy.cli.app import app, err, out, progress
 STEPS = 8  # validate, cohort, table 1, three models, adverse events, discontinuation
 
 
-def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=None) -> None:
+def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=None, notice=None) -> None:
     from ildstudy.analysis.study import run_study
     from ildstudy.report.outputs import write_study_outputs
 
@@ -27,6 +27,10 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
             err.print(problem_table(exc.problems))
             err.print("ildstudy: the registry has errors; nothing was written. Fix them and run again.")
             raise
+        if notice:
+            import dataclasses
+
+            result = dataclasses.replace(result, provenance={**result.provenance, "notice": notice})
         advance(description="Writing the report")
         write_study_outputs(result, out_dir, min_cell=min_cell, started=started, include=include)
     for w in result.results.get("warnings", []):
@@ -91,4 +95,5 @@ def demo(
             truth = write_registry(registry_dir, n_patients=None, seed=seed, fmt="csv")
         out.print(f"Synthetic registry: {truth.n_patients} patients (seed {seed}); planted truth in "
                   f"{out_dir / 'registry' / 'truth.json'}")
-        _run_and_write("huapaya2019", registry_dir, None, out_dir, min_cell, include={"registry": registry_dir})
+        _run_and_write("huapaya2019", registry_dir, None, out_dir, min_cell, include={"registry": registry_dir},
+                       notice="Synthetic demonstration data, not study results")

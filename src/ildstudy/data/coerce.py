@@ -166,10 +166,8 @@ def _cell_text(v: object) -> str:
         return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else repr(float(v))
     if isinstance(v, (bool, np.bool_)):
         return "true" if v else "false"
-    if isinstance(v, dt.datetime):
-        return v.strftime("%Y-%m-%d") if v.time() == dt.time(0) else v.isoformat(sep=" ")
-    if isinstance(v, dt.date):
-        return v.strftime("%Y-%m-%d")
+    if isinstance(v, dt.date):  # a spreadsheet date (with or without a time of day) is that day
+        return f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
     if isinstance(v, np.datetime64):
         return _cell_text(pd.Timestamp(v)) if not np.isnat(v) else ""
     return str(v).strip()
@@ -199,7 +197,8 @@ def _as_object(text: pa.ChunkedArray, missing: np.ndarray, col: Column) -> tuple
 
 def _by_unique(text: pa.ChunkedArray, lookup) -> np.ndarray:
     """``lookup`` applied once per distinct value, spread back over the column (object array)."""
-    encoded = pc.dictionary_encode(text).combine_chunks()
+    whole = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    encoded = pc.dictionary_encode(whole)
     mapped = np.array([lookup(u) for u in encoded.dictionary.to_pylist()] + [None], dtype=object)
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     return mapped[codes]  # fancy indexing: a new, writable array
@@ -234,9 +233,13 @@ def _number(text: pa.ChunkedArray, missing: np.ndarray, col: Column):
     try:
         parsed = pc.cast(present, pa.float64())  # fast path: every value is a number
         ok = ~missing
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # some cell is not a number: find which
         ok = ~missing & _np_bool(pc.match_substring_regex(text, _NUMBER.pattern))
-        parsed = pc.cast(pc.if_else(pa.array(ok), text, pa.scalar(None, text.type)), pa.float64())
+        try:
+            parsed = pc.cast(pc.if_else(pa.array(ok), text, pa.scalar(None, text.type)), pa.float64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            parsed = pa.array(_by_unique(text, _to_float), pa.float64(), from_pandas=True)
+            ok &= ~np.isnan(np.asarray(parsed.to_numpy(zero_copy_only=False), dtype="float64"))
     numbers = np.array(parsed.to_numpy(zero_copy_only=False), dtype="float64")
     infinite = ok & ~np.isfinite(numbers)
     numbers[infinite] = np.nan
@@ -245,6 +248,13 @@ def _number(text: pa.ChunkedArray, missing: np.ndarray, col: Column):
     if bad.any():
         comma = bad & _np_bool(pc.match_substring_regex(text, f"^({_COMMA_NUMBER})$"))
     return pd.Series(numbers, dtype="float64"), {NOT_A_NUMBER: bad & ~comma, COMMA_NUMBER: comma}
+
+
+def _to_float(value: str) -> float | None:
+    try:
+        return float(value) if _NUMBER.match(value) else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def _range_problems(values: pd.Series, col: Column) -> dict[str, np.ndarray]:

@@ -166,9 +166,7 @@ def read_raw_table(spec: TableSpec, path: Path) -> tuple[RawTable | None, list[P
         else:
             frame, rows, fatal, problems = _read_xlsx(path)
             offset = 2
-    except MemoryError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a problem with the file
+    except (Exception, MemoryError) as exc:  # noqa: BLE001 - any reader failure is a problem with the file
         return None, [Problem(path.name, None, None, None, f"cannot be read as {kind}: {_short(exc)}")]
     if fatal:
         return None, fatal
@@ -202,8 +200,7 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame | None, np.ndarray | None, list[
         return fatal("is empty (expected a header row)")
     if b"\x00" in data[:65536]:
         return fatal("is not a text file (it contains NUL bytes); save it as 'CSV UTF-8'")
-    first_break = data.find(b"\n")
-    header_line = (data if first_break < 0 else data[:first_break]).decode("utf-8", "replace").rstrip("\r")
+    header_line = _first_line(data).decode("utf-8", "replace")
     if "," not in header_line:
         for sep, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
             if sep in header_line:
@@ -221,14 +218,18 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame | None, np.ndarray | None, list[
             latin = True
     if latin:  # read it as Windows-1252 so every other problem can still be found, and say so
         data = data.decode("cp1252", errors="replace").encode("utf-8")
-        first_break = data.find(b"\n")
-        header_line = (data if first_break < 0 else data[:first_break]).decode("utf-8").rstrip("\r")
+        header_line = _first_line(data).decode("utf-8")
         names = next(csv.reader([header_line]), names)
         frame, rows, problems = _parse_csv(name, data, names)
     frame.columns = names
     if latin:
         problems = _encoding_problems(name, frame, rows) + problems
     return frame, rows, [], problems
+
+
+def _first_line(data: bytes) -> bytes:
+    """The header line, ended by LF, CRLF or a lone CR."""
+    return re.match(rb"[^\r\n]*", data).group(0)
 
 
 def _parse_csv(name: str, data: bytes, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, list[Problem]]:

@@ -8,7 +8,7 @@ cells (types, ranges, categories, dates after today) are made while typing, in
   (warning) an ILD diagnosis date for a patient recorded without ILD;
 - every other table: its ``patient_id`` is in patients; no date before the patient's birth;
 - medications: ``stop_date`` not before ``start_date``;
-- (warning) drug names that the drug dictionary does not recognise.
+- (warning) drug names that the drug dictionary (:mod:`ildstudy.reference.drugs`) does not recognise.
 
 All checks are vectorised; a :class:`~ildstudy.errors.Problem` is built only for a flagged
 row, at most :data:`~ildstudy.data.readers.MAX_PER_KIND` per (file, column, problem).
@@ -28,6 +28,7 @@ from ildstudy.data.readers import MAX_PER_KIND, located_problems, source_rows
 from ildstudy.data.registry import Registry
 from ildstudy.data.schema import TABLES_BY_NAME
 from ildstudy.errors import Problem
+from ildstudy.reference.drugs import DrugNames, normalise_drug_name, unrecognised_drug_problems
 
 __all__ = ["MAX_PER_KIND", "in_file_order", "summary", "validate_registry"]
 
@@ -37,7 +38,6 @@ NOT_A_PATIENT = "is not a patient_id in {patients}"
 BEFORE_BIRTH = "is before the patient's birth_date"
 STOP_BEFORE_START = "is before start_date"
 ILD_DATE_WITHOUT_ILD = "is given but ild is false"
-UNKNOWN_DRUG = "is not a drug name ildstudy recognises (it will not match any study arm or exclusion)"
 
 
 def validate_registry(registry: Registry) -> list[Problem]:
@@ -187,36 +187,28 @@ def _check_stop_after_start(medications: _Table) -> list[Problem]:
 
 
 def _check_drug_names(table: _Table) -> list[Problem]:
+    """Warnings for drug names the built-in drug dictionary does not know, one per spelling with its count.
+
+    A protocol may add spellings (``[drug_names]``); ``ildstudy run`` reports against those too.
+    """
     drugs = table.column("drug")
     if drugs is None or not len(drugs):
         return []
-    unrecognised = unrecognised_drugs(drugs)
-    if unrecognised is None:
-        return []
-    return table.problems(unrecognised, "drug", UNKNOWN_DRUG, "warning")
-
-
-def unrecognised_drugs(names: pd.Series) -> np.ndarray | None:
-    """Mask of drug names the drug dictionary does not recognise; ``None`` if there is no dictionary.
-
-    HOOK: the drug dictionary (``ildstudy.reference.drugs``, written separately) normalises
-    generic and brand names. Until it exists, no drug-name warning is given.
-    """
-    normalise = _drug_normaliser()
-    if normalise is None:
-        return None
-    codes, uniques = pd.factorize(names)
-    known = np.array([normalise(u) is not None for u in uniques] + [True], dtype=bool)
-    return ~known[codes]
-
-
-def _drug_normaliser():
-    """The dictionary's name -> canonical-name function (``None`` when unknown), or ``None``."""
-    try:
-        from ildstudy.reference import drugs
-    except ImportError:
-        return None
-    return getattr(drugs, "normalise_drug", None) if not callable(drugs) else drugs
+    names = DrugNames.builtin()
+    codes, uniques = pd.factorize(drugs.astype(object))
+    n_rows = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    counts: dict[str, int] = {}
+    for spelling, n in zip(uniques, n_rows):
+        key = normalise_drug_name(str(spelling))
+        if key is not None and names.generic(key) is None:
+            counts[key] = counts.get(key, 0) + int(n)
+    problems = unrecognised_drug_problems(counts, table.file, "drug")
+    if len(problems) > MAX_PER_KIND:
+        rest = sorted(counts.values(), reverse=True)[MAX_PER_KIND:]
+        problems = problems[:MAX_PER_KIND] + [Problem(
+            table.file, None, "drug", None,
+            f"... and {len(rest)} more unrecognised drug names in {sum(rest)} rows", "warning")]
+    return problems
 
 
 def in_file_order(problems: list[Problem]) -> list[Problem]:
@@ -232,17 +224,20 @@ def in_file_order(problems: list[Problem]) -> list[Problem]:
 
 def summary(problems: list[Problem], folder: str | Path) -> str:
     """One sentence a clinician can act on: how many errors and warnings, in which files."""
-    errors = [p for p in problems if p.severity == "error"]
-    n_warn = len(problems) - len(errors)
-    warn = f"{n_warn} warning{'s' if n_warn != 1 else ''}"
-    if not errors:
-        return f"{folder}: no errors ({warn}); the registry can be used."
-    per_file: dict[str, int] = {}
-    for p in errors:
+    errors: dict[str, int] = {}
+    n_warn = 0
+    for p in problems:
         more = re.match(r"\.\.\. and (\d+) more rows", p.problem) if p.row is None else None
-        file = p.file or str(folder)
-        per_file[file] = per_file.get(file, 0) + (int(more.group(1)) if more else 1)
-    n_err = sum(per_file.values())
-    where = ", ".join(f"{f} ({n})" for f, n in per_file.items())
-    return (f"{folder}: {n_err} error{'s' if n_err != 1 else ''} in {where} and {warn}; "
+        count = int(more.group(1)) if more else 1
+        if p.severity == "error":
+            file = p.file or str(folder)
+            errors[file] = errors.get(file, 0) + count
+        else:
+            n_warn += count
+    warn = f"{n_warn:,} warning{'s' if n_warn != 1 else ''}"
+    if not errors:
+        return f"{folder}: no errors, {warn}; the registry can be used."
+    n_err = sum(errors.values())
+    where = ", ".join(f"{f}: {n:,}" for f, n in errors.items())
+    return (f"{folder}: {n_err:,} error{'s' if n_err != 1 else ''} ({where}) and {warn}; "
             "the registry cannot be used until the errors are fixed")

@@ -205,7 +205,11 @@ def risk_ticks(max_months: float, step: float = 12.0) -> list[float]:
 
 
 def provenance(result: StudyResult) -> dict[str, str]:
-    """ildstudy version, protocol and data hashes (from ``provenance``, else ``results``)."""
+    """ildstudy version, protocol and data hashes (from ``provenance``, else ``results``).
+
+    ``provenance["notice"]`` (e.g. "synthetic data: demo") is not listed here: the report shows it
+    next to the title.
+    """
     from ildstudy import __version__
 
     prov = dict(result.provenance or {})

@@ -85,6 +85,7 @@ def report_context(result: StudyResult, figures: list[RenderedFigure]) -> dict[s
     return {
         "title": p.title or p.name,
         "protocol": p.name,
+        "notice": str((result.provenance or {}).get("notice") or ""),
         "reference": p.reference,
         "summary": " ".join(text.summary_sentences(result)),
         "key": tables.key_results(result),

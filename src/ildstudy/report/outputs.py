@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ildstudy.analysis.result import StudyResult
+from ildstudy.report.html import write_report
 from ildstudy.report.exports import atomic_output_dir, suppress_small_counts, write_json, write_table, write_tables
 
 PEERS = ("numpy", "scipy", "pandas", "duckdb", "ibis-framework", "formulaic", "lifelines", "matplotlib")
@@ -53,12 +54,7 @@ def write_study_outputs(result: StudyResult, out_dir: Path, *, min_cell: int = 5
         (tmp / "share" / "README.txt").write_text(
             f"Tables meant to leave the centre: counts between 1 and {min_cell - 1} are shown as "
             f"'<{min_cell}'. No patient identifiers or dates.\n", encoding="utf-8")
-        try:
-            from ildstudy.report.html import write_report
-        except ImportError:  # the report package is optional until issue 6 lands
-            write_report = None
-        if write_report is not None:
-            write_report(result, tmp)
+        write_report(result, tmp)
         finished = dt.datetime.now(dt.timezone.utc)
         write_json(tmp / "run.json", {
             "started": started.isoformat(timespec="seconds"),

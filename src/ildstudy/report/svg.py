@@ -8,8 +8,13 @@ figure, and makes the root element scale with the page.
 
 >>> svg = '<?xml version="1.0"?>\\n<svg width="10pt" height="5pt" viewBox="0 0 10 5"><defs>' \\
 ...       '<path id="m1"/></defs><use xlink:href="#m1"/></svg>'
->>> inline_svg(svg, "f1", "A figure")
-'<svg id="f1" viewBox="0 0 10 5" class="fig-svg" role="img" aria-label="A figure"><defs><path id="f1-m1"/></defs><use xlink:href="#f1-m1"/></svg>'
+>>> print(inline_svg(svg, "f1", "A figure").replace("><", ">\\n<"))
+<svg id="f1" viewBox="0 0 10 5" class="fig-svg" role="img" aria-label="A figure">
+<defs>
+<path id="f1-m1"/>
+</defs>
+<use xlink:href="#f1-m1"/>
+</svg>
 """
 
 from __future__ import annotations

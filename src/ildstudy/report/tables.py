@@ -91,6 +91,10 @@ def flow(result: StudyResult) -> dict[str, Any]:
     start_n = (count(extract.remaining_total(first)) or 0) + first_excluded
     start_label = str(first.get("step", "")).replace("_", " ") if first_excluded == 0 else "Patients screened"
     steps_recs = recs[1:] if first_excluded == 0 else recs
+    total_excluded = None
+    if len(steps_recs) >= 2 and _is_total_row(steps_recs[-1], steps_recs[:-1]):
+        total_excluded = count(steps_recs[-1].get("excluded"))
+        steps_recs = steps_recs[:-1]
     steps = []
     for rec in steps_recs:
         reason = str(rec.get("reason") or "") or str(rec.get("step", "")).replace("_", " ")
@@ -99,9 +103,22 @@ def flow(result: StudyResult) -> dict[str, Any]:
     final = recs[-1]
     arm_boxes = [{"name": a, "label": labels.get(a, a), "colour": arm_colours(arms)[a],
                   "n": fmt_int(final.get(f"remaining_{a}", result.arms.get(a)))} for a in arms]
+    if total_excluded is None:
+        total_excluded = sum(count(r.get("excluded")) or 0 for r in steps_recs) + (
+            first_excluded if steps_recs is not recs else 0)
     return {"start": {"label": start_label[:1].upper() + start_label[1:], "n": fmt_int(start_n),
                       "split": split(first) if first_excluded == 0 else ""},
-            "steps": steps, "arms": arm_boxes}
+            "steps": steps, "arms": arm_boxes, "total_excluded": fmt_int(total_excluded)}
+
+
+def _is_total_row(last: dict[str, Any], before: list[dict[str, Any]]) -> bool:
+    """True for a closing summary row (excluded = all exclusions so far, remaining unchanged)."""
+    try:
+        excluded = sum(int(r.get("excluded") or 0) for r in before)
+        return (int(last.get("excluded")) == excluded and excluded > 0
+                and int(extract.remaining_total(last)) == int(extract.remaining_total(before[-1])))
+    except (TypeError, ValueError):
+        return False
 
 
 def table1(result: StudyResult) -> list[dict[str, Any]]:
@@ -283,7 +300,8 @@ def model_appendix(outcome: OutcomeResult) -> dict[str, Any]:
     if model.get("singular") is not None:
         meta.append(("Singular fit", "yes (a variance component is at its boundary)" if model["singular"] else "no"))
     if model.get("method"):
-        meta.append(("Estimation", f"{model['method']}, {str(model.get('df_method', 'satterthwaite')).capitalize()} df"))
+        df_method = str(model.get("df_method", "satterthwaite")).capitalize()
+        meta.append(("Estimation", f"{model['method']}, {df_method} df"))
     fe = outcome.fixed_effects if outcome.fixed_effects is not None else pd.DataFrame()
     fixed = [{"term": str(r.get("term")), "estimate": fmt_general(r.get("estimate")),
               "se": fmt_general(r.get("se")), "df": fmt_num(r.get("df"), 1), "t": fmt_num(r.get("t"), 2),

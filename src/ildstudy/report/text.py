@@ -124,7 +124,8 @@ def summary_sentences(result: StudyResult) -> list[str]:
         if rd and "ci_low" in rd:
             rd_text = (f"; risk difference {fmt_num(rd['estimate'], 1, sign=True)} percentage points, "
                        f"95% CI {fmt_ci(rd['ci_low'], rd['ci_high'])}")
-        test = f" ({ae_test_name(ae.get('test'))}, {p_phrase(ae.get('p'))}{rd_text})" if not is_missing(ae.get("p")) else ""
+        test = ("" if is_missing(ae.get("p"))
+                else f" ({ae_test_name(ae.get('test'))}, {p_phrase(ae.get('p'))}{rd_text})")
         out.append(f"At least one adverse event occurred in {groups}{test}.")
 
     disc = []
@@ -178,6 +179,9 @@ def methods_paragraphs(result: StudyResult) -> list[str]:
     ild = " and interstitial lung disease (ILD)" if p.population.require_ild else ""
     arms = and_join([f"{a.name} ({labels[a.name]}: {_drug_list(list(a.drugs))})" for a in p.arms])
     ex = p.exclusions
+    other_window = _window(ex.other_agents.from_days, ex.other_agents.to_days)
+    both_window = _window(ex.both_arms.from_days, ex.both_arms.to_days)
+    baseline_window = _window(p.baseline.from_days, p.baseline.to_days)
     fu = p.follow_up
     if fu.analysis == "as_treated":
         follow = (f"Follow-up (as-treated) ran from the index date to the earliest of drug stop or switch plus "
@@ -202,9 +206,9 @@ def methods_paragraphs(result: StudyResult) -> list[str]:
         f"eligible. Treatment arms were defined by drug: {arms}; {p.reference_arm} is the reference arm. The "
         f"index date was the first start of an arm drug; patients whose index date was after the data cut "
         f"({p.index.data_cut.isoformat()}) were excluded, as were patients who received another steroid-sparing "
-        f"agent ({_drug_list(list(ex.other_agents.drugs))}) {_window(ex.other_agents.from_days, ex.other_agents.to_days)} "
-        f"and patients exposed to both arms {_window(ex.both_arms.from_days, ex.both_arms.to_days)}. The baseline "
-        f"pulmonary function test was the one closest to the index date {_window(p.baseline.from_days, p.baseline.to_days)}. "
+        f"agent ({_drug_list(list(ex.other_agents.drugs))}) {other_window} and patients exposed to both arms "
+        f"{both_window}. The baseline pulmonary function test was the one closest to the index date "
+        f"{baseline_window}. "
         f"{follow} Outcomes were {and_join(outcomes)}."
     )
     tests = [t for t in dict.fromkeys(result.table1["test"].dropna().astype(str)) if t.strip("-\u2014 ")] if (

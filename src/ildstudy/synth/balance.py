@@ -1,21 +1,24 @@
 """Random effects and residuals of the outcome models, and the "balanced" construction.
 
-Random intercepts and slopes are drawn from a bounded distribution (independent uniform scores with
-unit variance, combined to the model's SDs and correlation), so that outcome values stay inside their
-plausible range without clipping.
+Random intercepts and slopes are drawn from distributions bounded below (intercept scores standardised
+Gamma(2), right-skewed and never below -1.41 SD; slope scores uniform within +-1.73 SD; combined to the
+model's SDs and correlation), so that outcome values stay inside their plausible range without clipping.
 
 A *balanced* registry (the default one) fixes, by construction, what would otherwise be left to the
 luck of the seed:
 
 * within each arm of eligible patients, the random effects of each outcome have sample mean exactly
   zero and sample covariance exactly the model's (centred and whitened);
-* the residuals of the observations the analysis uses (per eligible patient: the baseline and the
-  follow-up measurements inside the follow-up window, the doses at the evaluated dose months) are made
-  orthogonal to that patient's intercept and months (projected off them).
+* then, given the observations the analysis will use (per eligible patient: the baseline and the
+  follow-up measurements inside the follow-up window, the doses at the evaluated dose months) and their
+  independently drawn residuals, the random effects are moved by the smallest amount that makes the
+  generalised least-squares estimate of the fixed effects (at the true variance parameters) equal the
+  true fixed effects (:func:`balance_to_design`).
 
-A linear mixed model with the study's formula then estimates the true fixed effects up to rounding,
-whatever the variance parameters, because every patient's design lies in the span of its intercept and
-months. Sampled registries (``balanced=False``) draw everything independently, as a recovery study needs.
+A linear mixed model with the study's formula then estimates the true fixed effects up to rounding and
+the small difference between estimated and true variance parameters; its standard errors are those of an
+ordinary sample. Sampled registries (``balanced=False``) draw everything independently, as a recovery
+study needs.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import numpy as np
 from ildstudy.synth.calibration import MODELS, OUTCOMES
 
 SQRT3 = np.sqrt(3.0)
+#: random intercept scores: standardised Gamma(2) (right-skewed, bounded below at -sqrt(2) SD)
+INTERCEPT_SHAPE = 2.0
 
 
 def covariance(name: str) -> np.ndarray:
@@ -34,15 +39,21 @@ def covariance(name: str) -> np.ndarray:
     return np.array([[m.sd_intercept**2, off], [off, m.sd_slope**2]])
 
 
-def random_effects(n: int, rng: np.random.Generator, group: np.ndarray, balanced: bool) -> np.ndarray:
-    """Random intercepts and slopes, shape (n, outcomes, 2); balanced within each eligible arm if asked."""
+def random_effects(n: int, rng: np.random.Generator, group: np.ndarray, balanced: bool,
+                   measured: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """Random intercepts and slopes, shape (n, outcomes, 2); balanced within each eligible arm if asked.
+
+    ``measured`` restricts the balancing of an outcome to the patients who have it (e.g. a DLCO).
+    """
     z = rng.uniform(-SQRT3, SQRT3, size=(n, len(OUTCOMES), 2))
+    z[:, :, 0] = (rng.gamma(INTERCEPT_SHAPE, size=(n, len(OUTCOMES))) - INTERCEPT_SHAPE) / np.sqrt(INTERCEPT_SHAPE)
     re = np.empty_like(z)
     for k, name in enumerate(OUTCOMES):
         re[:, k, :] = z[:, k, :] @ np.linalg.cholesky(covariance(name)).T
         if balanced:
+            has = (measured or {}).get(name, np.ones(n, dtype=bool))
             for arm in (0, 1):
-                sel = group == arm
+                sel = (group == arm) & has
                 if sel.sum() > 2:
                     re[sel, k, :] = _whitened(re[sel, k, :], covariance(name))
     return re
@@ -55,26 +66,55 @@ def _whitened(b: np.ndarray, target: np.ndarray) -> np.ndarray:
     return centred @ np.linalg.inv(np.linalg.cholesky(sample)).T @ np.linalg.cholesky(target).T
 
 
-def orthogonal_residuals(patient: np.ndarray, months: np.ndarray, resid: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Residuals of masked rows with each patient's least-squares intercept and slope on months removed.
+def design_rows(treated, female, age, antisynthetase, ever_smoker) -> np.ndarray:
+    """Per patient, the (2, p) map from fixed effects to (intercept, slope) in the study formula.
 
-    ``patient`` are non-negative integer codes; unmasked rows are returned unchanged. A patient with one
-    masked row (or all at the same month) gets its mean removed.
+    Columns follow :meth:`OutcomeModel.fixed_effects`: intercept, months, arm, female, age,
+    antisynthetase, ever_smoker, months:arm.
     """
-    out = resid.copy()
-    if not mask.any():
-        return out
-    p, t, e = patient[mask], months[mask], resid[mask]
-    size = int(p.max()) + 1
-    s0 = np.bincount(p, minlength=size).astype(float)
-    s1 = np.bincount(p, weights=t, minlength=size)
-    s2 = np.bincount(p, weights=t * t, minlength=size)
-    r0 = np.bincount(p, weights=e, minlength=size)
-    r1 = np.bincount(p, weights=t * e, minlength=size)
-    det = s0 * s2 - s1 * s1
-    flat = det <= 1e-9 * np.maximum(s0 * s2, 1.0)
-    safe = np.where(flat, 1.0, det)
-    a = np.where(flat, r0 / np.maximum(s0, 1.0), (s2 * r0 - s1 * r1) / safe)
-    b = np.where(flat, 0.0, (s0 * r1 - s1 * r0) / safe)
-    out[mask] = e - a[p] - b[p] * t
-    return out
+    n = len(treated)
+    c = np.zeros((n, 2, 8))
+    c[:, 0, 0] = 1.0
+    c[:, 1, 1] = 1.0
+    c[:, 0, 2] = treated
+    c[:, 0, 3] = female
+    c[:, 0, 4] = age
+    c[:, 0, 5] = antisynthetase
+    c[:, 0, 6] = ever_smoker
+    c[:, 1, 7] = treated
+    return c
+
+
+def balance_to_design(b: np.ndarray, patient: np.ndarray, months: np.ndarray, analysed: np.ndarray,
+                      design: np.ndarray, name: str, resid: np.ndarray) -> np.ndarray:
+    """Random effects minimally changed so that, with the given residuals, the GLS estimate is exact.
+
+    With ``X_i = Z_i C_i`` (every column of a patient's design is a combination of its intercept and
+    months) the generalised least-squares estimate of the fixed effects is
+    ``beta + (sum X'V^-1 X)^-1 sum C_i' (W_i b_i + Z_i' V_i^-1 e_i)`` with ``W_i = Z_i' V_i^-1 Z_i``. This
+    returns ``b_i - G M_i' lambda`` (``M_i = C_i' W_i``), with ``lambda`` chosen so that the sum vanishes at
+    the model's true variance parameters: the smallest change of the random effects in the metric of
+    ``G``. Residuals stay independent draws.
+
+    ``b`` is (n, 2); rows of ``patient``/``months``/``resid`` with ``analysed`` are the observations the
+    study's model uses; ``design`` is (n, 2, p) from :func:`design_rows` (zeros for patients not analysed).
+    """
+    n = len(b)
+    if not analysed.any():
+        return b
+    g = covariance(name)
+    sigma2 = MODELS[name].residual_sd ** 2
+    p, t, e = patient[analysed], months[analysed], resid[analysed]
+    s0 = np.bincount(p, minlength=n).astype(float)
+    s1 = np.bincount(p, weights=t, minlength=n)
+    s2 = np.bincount(p, weights=t * t, minlength=n)
+    a = np.stack([np.stack([s0, s1], -1), np.stack([s1, s2], -1)], -2) / sigma2        # Z'Z / sigma^2
+    ze = np.stack([np.bincount(p, weights=e, minlength=n), np.bincount(p, weights=t * e, minlength=n)], -1) / sigma2
+    inner = np.linalg.inv(np.linalg.inv(g)[None] + a)
+    w = a - a @ inner @ a                                                              # Z' V^-1 Z
+    u = ze - np.einsum("nij,njk,nk->ni", a, inner, ze)                                 # Z' V^-1 e
+    m = np.swapaxes(design, 1, 2) @ w                                                  # (n, p, 2)
+    r = np.einsum("npk,nk->p", m, b) + np.einsum("npk,nk->p", design.swapaxes(1, 2), u)
+    s = np.einsum("npk,kl,nql->pq", m, g, m)
+    lam = np.linalg.lstsq(s, r, rcond=None)[0]
+    return b - np.einsum("kl,npl,p->nk", g, m, lam)

@@ -42,6 +42,8 @@ class Generator:
         self.windows = Windows.from_protocol(protocol)
         self.drugs = Drugs.from_protocol(protocol)
         self.balanced = (n_patients is None) if balanced is None else bool(balanced)
+        if self.balanced and n_patients is not None and n_patients > BLOCK:
+            raise ValueError(f"a balanced registry is built in one block: at most {BLOCK} patients")
         self.plan: Plan = draw_plan(n_patients, rng, self.windows, calibration,
                                     tuple(protocol.exclusions.other_agents.drugs), self.balanced)
         self.width = id_width(self.plan.n)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ildstudy.synth.balance import orthogonal_residuals
+from ildstudy.synth.balance import balance_to_design, design_rows
 from ildstudy.synth.calibration import MODELS, Calibration
 from ildstudy.synth.columns import Coded, Dates, Table
 from ildstudy.synth.plan import Plan
@@ -58,8 +58,8 @@ def outcome_values(name: str, plan: Plan, patient: np.ndarray, months: np.ndarra
                    analysed: np.ndarray) -> np.ndarray:
     """Observed values of a PFT outcome at ``months`` for rows of ``patient`` (rounded, clipped).
 
-    ``analysed`` marks the rows the study's model uses; in a balanced plan their residuals are made
-    orthogonal to each patient's intercept and months.
+    ``analysed`` marks the rows the study's model uses; a balanced plan adjusts the random effects to them
+    (:func:`~ildstudy.synth.balance.balance_to_design`).
     """
     m = MODELS[name]
     k = 0 if name == "fvc_pct_pred" else 1
@@ -67,17 +67,25 @@ def outcome_values(name: str, plan: Plan, patient: np.ndarray, months: np.ndarra
     mean = m.fixed_mean(months, treated, plan.female[patient], plan.age[patient],
                         plan.antisynthetase[patient], plan.smoking[patient] > 0)
     resid = m.residual_sd * rng.standard_normal(len(patient))
+    b = plan.re[:, k, :]
     if plan.balanced:
-        resid = orthogonal_residuals(patient, months, resid, analysed)
-    y = mean + plan.re[patient, k, 0] + plan.re[patient, k, 1] * months + resid
+        b = balance_to_design(b, patient, months, analysed, patient_design(plan), name, resid)
+    y = mean + b[patient, 0] + b[patient, 1] * months + resid
     return np.clip(np.round(y, m.decimals), m.low, m.high)
+
+
+def patient_design(plan: Plan) -> np.ndarray:
+    """(n, 2, p) design of each eligible patient in the study formula (zeros for the others)."""
+    c = design_rows((plan.arm == 0).astype(float), plan.female, plan.age, plan.antisynthetase, plan.smoking > 0)
+    return c * plan.eligible[:, None, None]
 
 
 def pft_rows(plan: Plan, rng: np.random.Generator, win: Windows, cal: Calibration) -> Table:
     """Rows of the ``pft`` table for the patients of ``plan``.
 
-    DLCO is measured at ``cal.dlco_measured`` of follow-up visits and 88% of the others, never for a
-    share ``cal.dlco_never`` of patients; FVC is missing at 2% of follow-up visits after the first.
+    DLCO is measured at ``cal.dlco_measured`` of follow-up visits, 97% of baseline visits and 88% of the
+    others, never for the plan's ``no_dlco`` patients; FVC is missing at 2% of follow-up visits after the
+    first.
     """
     patient, day, kind = visit_days(plan, rng, win)
     months = np.where(kind == 3, day / DAYS_PER_MONTH, 0.0)
@@ -85,8 +93,8 @@ def pft_rows(plan: Plan, rng: np.random.Generator, win: Windows, cal: Calibratio
     followup_rank = _rank_within(patient, kind == 3)
     fvc_missing = (kind == 3) & (followup_rank >= 1) & (rng.random(n) < 0.02)
     fvc_missing |= (kind == 1) & plan.base_fvc_missing[patient]
-    never = rng.random(plan.n) < cal.dlco_never
-    dlco_missing = (rng.random(n) >= np.where(kind == 3, cal.dlco_measured, 0.88)) | never[patient]
+    measured = np.select([kind == 3, kind == 1], [cal.dlco_measured, 0.97], 0.88)
+    dlco_missing = (rng.random(n) >= measured) | plan.no_dlco[patient]
     dlco_missing &= ~fvc_missing
     analysed = plan.eligible[patient] & ((kind == 1) | ((kind == 3) & (day > win.baseline_to)
                                                           & (day <= plan.eof[patient])))

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ildstudy.data.schema import STOP_REASONS
-from ildstudy.synth.balance import orthogonal_residuals
+from ildstudy.synth.balance import balance_to_design
 from ildstudy.synth.calibration import MODELS
 from ildstudy.synth.columns import Coded, Dates, Table
 from ildstudy.synth.plan import REASON, Plan
 from ildstudy.synth.spelling import DRUG_SPELLINGS, spell
-from ildstudy.synth.windows import DAYS_PER_MONTH, NONE, Windows, choose, uniform_int
+from ildstudy.synth.windows import NONE, Windows, choose, uniform_int
 
 COLUMNS = ("patient", "drug", "start", "stop", "dose", "reason")
 #: glucocorticoids the schedule is written in, with the rounding step of a daily dose (mg of the drug)
@@ -176,8 +176,8 @@ def _other_agents(plan: Plan, drugs: Drugs) -> list[dict]:
 def steroid_doses(plan: Plan, rng: np.random.Generator, win: Windows) -> np.ndarray:
     """Scheduled prednisone-equivalent mg/day at each dose month, shape (n, months): the model's value.
 
-    In a balanced plan the residuals of the evaluated dose months (``m x 30.4375`` days within the
-    follow-up window of an eligible patient) are orthogonal to each patient's intercept and months.
+    A balanced plan adjusts the random effects to the evaluated dose months (day ``round(m x 30.4375)``
+    on or before the end of follow-up of an eligible patient; :func:`~ildstudy.synth.balance.balance_to_design`).
     """
     m = MODELS["prednisone_mg"]
     months = np.asarray(win.dose_months)[None, :]
@@ -185,13 +185,15 @@ def steroid_doses(plan: Plan, rng: np.random.Generator, win: Windows) -> np.ndar
     mean = m.fixed_mean(months, treated, plan.female[:, None], plan.age[:, None], plan.antisynthetase[:, None],
                         (plan.smoking > 0)[:, None])
     resid = m.residual_sd * rng.standard_normal(mean.shape)
+    b = plan.re[:, 2, :]
     if plan.balanced:
-        analysed = plan.eligible[:, None] & (months * DAYS_PER_MONTH <= plan.eof[:, None])
-        pid = np.repeat(np.arange(plan.n)[:, None], months.shape[1], axis=1)
-        flat = orthogonal_residuals(pid.ravel(), np.broadcast_to(months, mean.shape).ravel(), resid.ravel(),
-                                    analysed.ravel())
-        resid = flat.reshape(mean.shape)
-    y = mean + plan.re[:, 2, 0][:, None] + plan.re[:, 2, 1][:, None] * months + resid
+        from ildstudy.synth.measurements import patient_design
+
+        analysed = (plan.eligible[:, None] & (np.asarray(win.dose_days)[None, :] <= plan.eof[:, None])).ravel()
+        pid = np.repeat(np.arange(plan.n)[:, None], months.shape[1], axis=1).ravel()
+        t = np.broadcast_to(months, mean.shape).ravel()
+        b = balance_to_design(b, pid, t, analysed, patient_design(plan), m.name, resid.ravel())
+    y = mean + b[:, 0][:, None] + b[:, 1][:, None] * months + resid
     return np.maximum(y, 0.0)
 
 

@@ -35,7 +35,8 @@ class Plan:
     """Per-patient decisions; every field is an array with one entry per patient (ID order).
 
     Day fields are offsets from ``index`` (days since 1970-01-01); ``NONE`` means no such date.
-    ``variant`` distinguishes the ways a planted group fails its step. ``re`` holds the random
+    ``variant`` distinguishes the ways a planted group fails its step; ``no_dlco`` patients never have a
+    DLCO measured. ``re`` holds the random
     effects, shape (n, 3, 2): outcome (FVC, DLCO, prednisone) x (intercept, slope per month).
     ``balanced`` (one value for all) asks the row builders to make the analysed residuals orthogonal
     (see :mod:`ildstudy.synth.balance`).
@@ -74,6 +75,7 @@ class Plan:
     extra_visit: np.ndarray
     first_visit: np.ndarray
     visit_end: np.ndarray
+    no_dlco: np.ndarray
     re: np.ndarray
     first_id: int = 0
     balanced: bool = False
@@ -129,10 +131,11 @@ def draw_plan(n_patients: int | None, rng: np.random.Generator, win: Windows, ca
 
     t = _timeline(n, group, variant, stratum, arm, index, rng, win, cal, agents)
     pft = _pft_days(n, group, variant, t["eof"], t["cut_rel"], t["obs_end"], rng, win)
-    re = random_effects(n, rng, group, balanced)
+    no_dlco = exact_shares(stratum, [1 - cal.dlco_never, cal.dlco_never], rng).astype(bool)
+    re = random_effects(n, rng, group, balanced, {"dlco_pct_pred": ~no_dlco})
     return Plan(group=group, arm=arm, variant=variant, female=female, antisynthetase=antisynthetase,
                 smoking=smoking, birth=birth, index=index, age=age, diagnosis=diagnosis, ild=ild, race=race,
-                height=height, re=re, balanced=balanced, **{k: v for k, v in t.items() if k != "cut_rel"}, **pft)
+                height=height, no_dlco=no_dlco, re=re, balanced=balanced, **{k: v for k, v in t.items() if k != "cut_rel"}, **pft)
 
 
 def _standardised(z: np.ndarray, strata: np.ndarray) -> np.ndarray:
@@ -295,7 +298,7 @@ def _pft_days(n, group, variant, eof, cut_rel, obs_end, rng, win: Windows) -> di
     first = np.where(early, eof + uniform_int(rng, 35, 75, n), first)
     near_cut = (group == G["follow_up"]) & ~early
     first = np.where(near_cut, cut_rel + uniform_int(rng, 30, 90, n), first)
-    visit_end = np.minimum(cut_rel, np.maximum(eof, win.max_days) + uniform_int(rng, 0, 730, n))
+    visit_end = np.minimum(cut_rel, np.maximum(eof, win.max_days) + uniform_int(rng, 0, 365, n))
     visit_end = np.where(group == G["index_before_cut"], obs_end, visit_end)
     visit_end = np.where(near_cut, first + 200, visit_end)
     return dict(base_visit=base, base_fvc_missing=base_fvc_missing, extra_visit=extra, first_visit=first,
