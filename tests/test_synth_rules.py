@@ -170,6 +170,56 @@ def prednisone_equivalent(meds_p: pd.DataFrame, day: dt.date, protocol, names: D
     return total
 
 
+def month_day(m: float) -> int:
+    """Day offset of a protocol month, round(m x 30.4375) with halves rounded up (month 24 -> 731)."""
+    return math.floor(m * DAYS_PER_MONTH + 0.5)
+
+
+def analysis_tables(tables: dict[str, pd.DataFrame], fate: pd.DataFrame, protocol=None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(patients, outcomes) of the eligible patients, read from "Rules: the analysis tables".
+
+    ``patients``: id, arm, female, age, antisynthetase, ever_smoker (0/1), follow_up_days.
+    ``outcomes``: id, outcome, months, value -- the baseline PFT at month 0, PFTs after the baseline window
+    up to the end of follow-up, and the prednisone-equivalent dose on each dose-month day inside follow-up.
+    """
+    protocol = protocol or load_protocol("huapaya2019")
+    names = DrugNames.from_protocol(protocol)
+    cut = protocol.index.data_cut
+    el = fate[fate["step"] == ""]
+    pts = tables["patients"].set_index("patient_id")
+    asyn = pd.Series(antisynthetase(tables).to_numpy(), index=tables["patients"]["patient_id"])
+    pft = tables["pft"].copy()
+    pft["date"] = [_day(d) for d in pft["test_date"]]
+    meds = tables["medications"].copy()
+    meds["start"] = [_day(d) for d in meds["start_date"]]
+    meds["stop"] = [_day(d) for d in meds["stop_date"]]
+    pft_by, meds_by = dict(tuple(pft.groupby("patient_id"))), dict(tuple(meds.groupby("patient_id")))
+    people, rows = [], []
+    after = dt.timedelta(protocol.baseline.to_days)
+    for r in el.itertuples(index=False):
+        p = pts.loc[r.patient_id]
+        people.append({"id": r.patient_id, "arm": r.arm, "female": int(p["sex"] == "F"),
+                       "age": (r.index - _day(p["birth_date"])).days / 365.25,
+                       "antisynthetase": int(asyn[r.patient_id]),
+                       "ever_smoker": int(p["smoking_status"] in ("former", "current")),
+                       "follow_up_days": (r.eof - r.index).days})
+        pp = pft_by[r.patient_id]
+        base = pp[(pp["date"] == r.baseline_date) & pp["fvc_pct_pred"].notna()].iloc[0]
+        visits = [(0.0, base)] + [((q["date"] - r.index).days / DAYS_PER_MONTH, q) for _, q in
+                                  pp[(pp["date"] > r.index + after) & (pp["date"] <= r.eof)].iterrows()]
+        for months, q in visits:
+            for outcome in ("fvc_pct_pred", "dlco_pct_pred"):
+                if pd.notna(q[outcome]):
+                    rows.append((r.patient_id, outcome, months, float(q[outcome])))
+        for m in protocol.analysis.dose_months:
+            day = r.index + dt.timedelta(days=month_day(m))
+            if day <= r.eof:
+                dose = prednisone_equivalent(meds_by[r.patient_id], day, protocol, names, cut)
+                rows.append((r.patient_id, "prednisone_mg", float(m), dose))
+    return pd.DataFrame(people), pd.DataFrame(rows, columns=["id", "outcome", "months", "value"])
+
+
 # --- the reading itself, on hand-made registries ----------------------------------------------------------
 
 def _registry(meds, pft, patients=None, events=()):
@@ -177,8 +227,9 @@ def _registry(meds, pft, patients=None, events=()):
     patients = patients or [("A", "DM", True)]
     return {
         "patients": pd.DataFrame([{"patient_id": p, "diagnosis": dg, "ild": ild} for p, dg, ild in patients]),
-        "medications": pd.DataFrame([{"patient_id": p, "drug": g, "start_date": d(s), "stop_date": d(e) if e else pd.NaT,
-                                      "daily_dose_mg": dose} for p, g, s, e, dose in meds]),
+        "medications": pd.DataFrame([{"patient_id": p, "drug": g, "start_date": d(s),
+                                      "stop_date": d(e) if e else pd.NaT, "daily_dose_mg": dose}
+                                     for p, g, s, e, dose in meds]),
         "pft": pd.DataFrame([{"patient_id": p, "test_date": d(t), "fvc_pct_pred": v} for p, t, v in pft]),
         "adverse_events": pd.DataFrame([{"patient_id": p, "event_date": d(t), "drug": g} for p, t, g in events],
                                        columns=["patient_id", "event_date", "drug"]),

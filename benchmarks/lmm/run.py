@@ -86,6 +86,12 @@ def parse_time_v(text: str) -> dict:
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     if m:
         out["peak_rss_mb"] = int(m.group(1)) / 1024
+    cpu = 0.0
+    for key in ("User time (seconds)", "System time (seconds)"):
+        m = re.search(re.escape(key) + r": ([\d.]+)", text)
+        if m:
+            cpu += float(m.group(1))
+    out["cpu_s"] = cpu
     m = re.search(r"Exit status: (\d+)", text)
     if m:
         out["exit_status"] = int(m.group(1))
@@ -173,8 +179,8 @@ def fmt(x, nd=1) -> str:
 
 def table(records: list[dict]) -> str:
     lines = [
-        "| patients | rows | tool | status | wall s | read s | fit s | peak RSS MB | REML criterion | Δ crit vs lme4 | logLik | converged | lme4 wall / tool wall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| patients | rows | tool | status | wall s | CPU s | read s | fit s | peak RSS MB | REML criterion | Δ crit vs lme4 | logLik | converged | lme4 wall / tool wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_size: dict[str, dict[str, dict]] = {}
     for rec in records:
@@ -196,7 +202,7 @@ def table(records: list[dict]) -> str:
             speed = (ref_wall / rec["wall_s"]) if (ref_wall and rec.get("status") == "ok" and rec.get("wall_s")) else None
             status = rec["status"] if rec["status"] != "timeout" else f"timeout ({rec['timeout_s']:.0f} s)"
             lines.append(
-                f"| {size} | {res.get('n_obs', '–')} | {tool} | {status} | {fmt(rec.get('wall_s'))} | "
+                f"| {size} | {res.get('n_obs', '–')} | {tool} | {status} | {fmt(rec.get('wall_s'))} | {fmt(rec.get('cpu_s'))} | "
                 f"{fmt(res.get('read_s'), 2)} | {fmt(fit_s, 2)} | {fmt(rec.get('peak_rss_mb'), 0)} | "
                 f"{fmt(c, 4)} | {'–' if delta is None else f'{delta:+.2e}'} | {fmt(res.get('loglik'), 4)} | "
                 f"{res.get('converged', '–')} | {fmt(speed, 2)} |")

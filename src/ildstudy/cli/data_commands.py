@@ -67,16 +67,16 @@ def validate(data: Path = typer.Argument(..., help="Registry folder (CSV, Parque
     if problems:
         shown = [Problem(escape(p.file), p.row, escape(p.column or ""), escape(p.value or ""), escape(p.problem),
                          p.severity) for p in problems]
-        if console.is_terminal:
-            console.print(problem_table(shown))
-        else:  # piped or captured: render wide rather than wrap every cell at 80 columns
-            import io
+        import io
 
-            from rich.console import Console
+        from rich.console import Console
 
-            wide = Console(file=io.StringIO(), width=160, color_system=None, highlight=False)
-            wide.print(problem_table(shown))
-            console.print(wide.file.getvalue(), markup=False, highlight=False, end="")
+        # Rendered apart: as wide as the terminal, or 160 columns when piped (not 80, which wraps every
+        # cell); no emoji codes or markup taken from cell values.
+        width = console.width if console.is_terminal else 160
+        table = Console(file=io.StringIO(), width=width, color_system=None, highlight=False, emoji=False)
+        table.print(problem_table(shown))
+        console.print(table.file.getvalue(), markup=False, highlight=False, emoji=False, end="")
     if errors:
         raise DataError(problems + [Problem("", None, None, None, summary(problems, data))])
     n_patients = len(registry.tables["patients"]) if "patients" in registry.tables else 0

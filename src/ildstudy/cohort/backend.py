@@ -38,8 +38,23 @@ class Connection:
 
 
 def connect(source) -> Connection:
-    """Open ``source`` (see the module docstring) as an Ibis backend; raise :class:`IldStudyError` when the
-    database cannot be reached or the source is not understood."""
+    """Open ``source`` as an Ibis backend.
+
+    Parameters
+    ----------
+    source : Registry, Connection, Ibis backend, duckdb connection, str or Path
+        See the module docstring. A Registry, path or URL is opened here (and closed by
+        :meth:`Connection.close`); a backend or connection given by the caller is left open.
+
+    Returns
+    -------
+    Connection
+
+    Raises
+    ------
+    IldStudyError
+        The database cannot be reached or opened, or the source is not understood.
+    """
     import ibis
     from ibis.backends import BaseBackend
 
@@ -97,12 +112,18 @@ class TempTables:
         sql = self.backend.compile(expr)
         self._run(f'CREATE TEMPORARY TABLE "{name}" AS {sql}')
         self.names.append(name)
+        self._analyze(name)
         stored = self.backend.table(name)
         # The database may have typed a column differently (a literal 0.0 is DECIMAL(3,1) in DuckDB):
         # cast back to the expression's types.
         wanted, got = expr.schema(), stored.schema()
         fixes = {c: stored[c].cast(t) for c, t in wanted.items() if got[c] != t}
         return stored.mutate(**fixes) if fixes else stored
+
+    def _analyze(self, name: str) -> None:
+        # PostgreSQL never auto-analyses temporary tables; without statistics its plans can be poor.
+        if self.backend.name == "postgres":
+            self._run(f'ANALYZE "{name}"')
 
     def drop_all(self) -> None:
         while self.names:
@@ -113,3 +134,4 @@ class TempTables:
         close = getattr(result, "close", None)
         if close is not None and self.backend.name != "duckdb":  # a DB-API cursor (PostgreSQL)
             close()
+

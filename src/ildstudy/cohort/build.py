@@ -85,7 +85,7 @@ def _build(conn: Connection, protocol: Protocol) -> Cohort:
 def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
     con = conn.backend
     arms = [a.name for a in protocol.arms]
-    src = Sources.open(con, DrugNames.from_protocol(protocol))
+    src = Sources.open(con, DrugNames.from_protocol(protocol), keep=temp.store)
     registry_ids = _registry_ids(con, src)
     warnings = list(src.drug_name_problems(con))
     # Intermediate results stay in the database as temporary tables.

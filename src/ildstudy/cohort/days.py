@@ -29,8 +29,13 @@ def month_day(months: float) -> int:
 
 
 def days_since(date: ir.DateValue, origin: ir.DateValue) -> ir.IntegerValue:
-    """Whole days from ``origin`` to ``date`` (negative before it)."""
-    return date.delta(origin, unit="day")
+    """Whole days from ``origin`` to ``date`` (negative before it).
+
+    Compiles to ``CAST(date - origin AS BIGINT)``: DuckDB and PostgreSQL subtract dates into whole days
+    natively, many times faster on PostgreSQL than Ibis's portable ``date.delta(origin, unit="day")`` (which goes
+    through epoch seconds). A backend without integer date subtraction would need ``delta`` here.
+    """
+    return (date - origin).cast("int64")
 
 
 def left_join_on_patient(left: ir.Table, right: ir.Table) -> ir.Table:

@@ -38,7 +38,7 @@ MISSING = "required value is missing"
 NOT_A_DATE = "is not a date (YYYY-MM-DD)"
 AMBIGUOUS_DATE = ("is ambiguous: day and month could be either way round; "
                   "write dates as YYYY-MM-DD (e.g. 2019-04-03)")
-NOT_ISO_DATE = "is not written YYYY-MM-DD (e.g. 2019-04-03), the only date form accepted"
+NOT_ISO_DATE = "is not in YYYY-MM-DD form, the only date form accepted (e.g. 2019-04-03)"
 FUTURE_DATE = "is after today"
 EARLY_DATE = "is before 1900-01-01"
 NOT_A_NUMBER = "is not a number"
@@ -55,6 +55,8 @@ _OTHER_DATE = re.compile(
 )
 _NS_MAX = pd.Timestamp.max.normalize()
 _NS_MIN = pd.Timestamp.min.ceil("D")
+_NS_MAX_S = _NS_MAX.to_datetime64().astype("datetime64[s]")
+_NS_MIN_S = _NS_MIN.to_datetime64().astype("datetime64[s]")
 
 
 def coerce_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem]]:
@@ -281,7 +283,7 @@ def _date(text: pa.ChunkedArray, missing: np.ndarray, col: Column):
     ok = _np_bool(real)
     seconds = pc.if_else(real, stamps, pa.scalar(None, stamps.type)).to_numpy(zero_copy_only=False)
     seconds = np.array(seconds, dtype="datetime64[s]")
-    in_ns = ok & (seconds <= _NS_MAX.to_datetime64()) & (seconds >= _NS_MIN.to_datetime64())
+    in_ns = ok & (seconds <= _NS_MAX_S) & (seconds >= _NS_MIN_S)
     seconds[~in_ns] = np.datetime64("NaT")
     values = pd.Series(seconds.astype("datetime64[ns]"), dtype="datetime64[ns]")
     failed = np.flatnonzero(~missing & ~in_ns)

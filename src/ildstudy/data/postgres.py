@@ -63,10 +63,32 @@ def _csv_chunks(frame: pd.DataFrame, kinds: list[str]):
 
 
 def write_registry_postgres(registry: Registry, url: str) -> str:
-    """(Re)create every table of ``registry`` in the PostgreSQL database at ``url``; return a display name
-    (the URL without its password).
+    """(Re)create every table of ``registry`` in the PostgreSQL database at ``url``.
 
-    Raises :class:`~ildstudy.errors.IldStudyError` when the server cannot be reached or refuses the load.
+    Parameters
+    ----------
+    registry : Registry
+        Typed, validated tables (:func:`ildstudy.data.load_registry`).
+    url : str
+        ``postgresql://user:password@host:port/dbname`` (``postgres://`` works too); query parameters such as
+        ``?options=-csearch_path%3Dschema`` are passed to libpq.
+
+    Returns
+    -------
+    str
+        The URL with its password masked, for messages.
+
+    Raises
+    ------
+    IldStudyError
+        The server cannot be reached or refuses the load (nothing is changed then).
+
+    Examples
+    --------
+    >>> from ildstudy.data import load_registry                                           # doctest: +SKIP
+    >>> write_registry_postgres(load_registry("registry"), "postgresql://ildstudy:ildstudy@localhost/ildstudy")
+    ... # doctest: +SKIP
+    'postgresql://ildstudy:***@localhost/ildstudy'
     """
     import psycopg
     from psycopg import sql

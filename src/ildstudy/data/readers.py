@@ -155,7 +155,7 @@ def read_raw_table(spec: TableSpec, path: Path) -> tuple[RawTable | None, list[P
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    kind = suffix[1:].upper()
+    kind = {".csv": "CSV", ".parquet": "Parquet", ".xlsx": "an Excel workbook"}.get(suffix, suffix)
     try:
         if suffix == ".csv":
             frame, rows, fatal, problems = _read_csv(path)
@@ -167,7 +167,8 @@ def read_raw_table(spec: TableSpec, path: Path) -> tuple[RawTable | None, list[P
             frame, rows, fatal, problems = _read_xlsx(path)
             offset = 2
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - any reader failure is a problem with the file
-        return None, [Problem(path.name, None, None, None, f"cannot be read as {kind}: {_short(exc)}")]
+        return None, [Problem(path.name, None, None, None,
+                              f"cannot be read as {kind} (is it damaged, or saved in another format?): {_short(exc)}")]
     if fatal:
         return None, fatal
     if frame.shape[1] == 0 and len(frame) == 0:
@@ -279,7 +280,7 @@ def _parse_csv(name: str, data: bytes, names: list[str]) -> tuple[pd.DataFrame, 
         elif actual <= 1 and not text.strip():
             continue  # a blank line
         else:
-            kind = UNMATCHED_QUOTE if '"' in text and "\n" in text else RAGGED
+            kind = UNMATCHED_QUOTE if text.count('"') % 2 else RAGGED
         ragged.setdefault(kind.format(n=actual, header=len(names)), []).append((int(number), text))
     for kind, found in ragged.items():
         numbers = np.array([r for r, _ in found])
@@ -378,8 +379,8 @@ def _match_header(spec: TableSpec, path: Path, frame: pd.DataFrame) -> tuple[pd.
     if not canonical:
         return frame.iloc[:, []], [Problem(
             path.name, 1, None, shorten(",".join(str(c) for c in frame.columns[:4])),
-            f"row 1 is not a {spec.name} header: none of its columns were found "
-            f"(expected {', '.join(spec.column_names)})")]
+            f"is not a header row: none of the {spec.name} columns were found; row 1 must hold the column "
+            f"names ({', '.join(spec.column_names)})")]
     for i, name in unknown:
         if not name or name.startswith("Unnamed: "):
             column = frame.iloc[:, i]
@@ -443,6 +444,8 @@ def _letters(i: int) -> str:
     return out
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1][:200] if text else type(exc).__name__
+def _short(exc: BaseException) -> str:
+    """The reader's own words, shortened, without file paths."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"'[^']*[/\\][^']*'", "the file", text)
+    return (text[:160] + "…" if len(text) > 160 else text) or type(exc).__name__

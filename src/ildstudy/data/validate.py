@@ -62,7 +62,8 @@ def validate_registry(registry: Registry) -> list[Problem]:
     lookup = None
     if patients is not None:
         problems += _check_patients(patients)
-        lookup = _PatientLookup(patients)
+        if len(patients.frame):  # with no patients at all, one message says it better than an orphan per row
+            lookup = _PatientLookup(patients)
     for name, table in tables.items():
         if name == "patients":
             continue
@@ -234,10 +235,12 @@ def summary(problems: list[Problem], folder: str | Path) -> str:
             errors[file] = errors.get(file, 0) + count
         else:
             n_warn += count
-    warn = f"{n_warn:,} warning{'s' if n_warn != 1 else ''}"
+    warn = "no warnings" if not n_warn else f"{n_warn:,} warning{'s' if n_warn != 1 else ''}"
     if not errors:
         return f"{folder}: no errors, {warn}; the registry can be used."
     n_err = sum(errors.values())
-    where = ", ".join(f"{f}: {n:,}" for f, n in errors.items())
-    return (f"{folder}: {n_err:,} error{'s' if n_err != 1 else ''} ({where}) and {warn}; "
+    files = {f: n for f, n in errors.items() if f != str(folder)}
+    where = (f" in {next(iter(files))}" if len(files) == 1 and len(errors) == 1
+             else f" ({', '.join(f'{f}: {n:,}' for f, n in files.items())})" if files else "")
+    return (f"{folder}: {n_err:,} error{'s' if n_err != 1 else ''}{where}, {warn}; "
             "the registry cannot be used until the errors are fixed")

@@ -46,10 +46,13 @@ def random_effects(n: int, rng: np.random.Generator, group: np.ndarray, balanced
     ``measured`` restricts the balancing of an outcome to the patients who have it (e.g. a DLCO).
     """
     z = rng.uniform(-SQRT3, SQRT3, size=(n, len(OUTCOMES), 2))
-    z[:, :, 0] = (rng.gamma(INTERCEPT_SHAPE, size=(n, len(OUTCOMES))) - INTERCEPT_SHAPE) / np.sqrt(INTERCEPT_SHAPE)
+    gamma2 = rng.standard_exponential((n, len(OUTCOMES), 2)).sum(axis=2)               # Gamma(2)
+    z[:, :, 0] = (gamma2 - INTERCEPT_SHAPE) / np.sqrt(INTERCEPT_SHAPE)
     re = np.empty_like(z)
     for k, name in enumerate(OUTCOMES):
-        re[:, k, :] = z[:, k, :] @ np.linalg.cholesky(covariance(name)).T
+        chol = np.linalg.cholesky(covariance(name))
+        re[:, k, 0] = chol[0, 0] * z[:, k, 0]
+        re[:, k, 1] = chol[1, 0] * z[:, k, 0] + chol[1, 1] * z[:, k, 1]
         if balanced:
             has = (measured or {}).get(name, np.ones(n, dtype=bool))
             for arm in (0, 1):

@@ -65,12 +65,19 @@ class Ids:
 
     numbers: np.ndarray
     width: int
+    first: int | None = None
+    vocab: pa.Array | None = None
 
     def take(self, order: np.ndarray) -> "Ids":
-        return Ids(self.numbers[order], self.width)
+        return Ids(self.numbers[order], self.width, self.first, self.vocab)
 
     def dictionary(self) -> tuple[pa.Array, np.ndarray]:
-        """(text of every number from the smallest to the largest, indices into it)."""
+        """(text of consecutive patient numbers, indices of this column into it).
+
+        Uses the precomputed ``vocab`` (text of ``first, first + 1, ...``) when given.
+        """
+        if self.vocab is not None:
+            return self.vocab, (self.numbers - self.first).astype(np.int32)
         lo = int(self.numbers.min(initial=0))
         hi = int(self.numbers.max(initial=-1))
         return id_text(np.arange(lo, hi + 1), self.width), (self.numbers - lo).astype(np.int32)
@@ -100,7 +107,7 @@ def concat(parts: list[Column]) -> Column:
     if isinstance(first, Flags):
         return Flags(np.concatenate([p.values for p in parts]))
     if isinstance(first, Ids):
-        return Ids(np.concatenate([p.numbers for p in parts]), first.width)
+        return Ids(np.concatenate([p.numbers for p in parts]), first.width)    # vocabularies differ per block
     vocab: dict[str, int] = {}
     for p in parts:
         for v in p.vocab:

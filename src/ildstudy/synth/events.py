@@ -16,7 +16,7 @@ from ildstudy.synth.columns import Coded, Dates, Flags, Table
 from ildstudy.synth.medications import Drugs
 from ildstudy.synth.plan import Plan
 from ildstudy.synth.spelling import DRUG_SPELLINGS, spell
-from ildstudy.synth.windows import Windows, choose, uniform_int
+from ildstudy.synth.windows import Windows, choose, row_order, uniform_int
 
 _CAT = {c: i for i, c in enumerate(AE_CATEGORIES)}
 #: category probabilities for events on the treatment arm (azathioprine) and the reference arm
@@ -71,7 +71,7 @@ def adverse_event_rows(plan: Plan, rng: np.random.Generator, win: Windows, drugs
                      drug=ddrug[decoy], serious=(rng.random(n) < 0.1)[decoy], led=np.zeros(n, bool)[decoy]))
 
     r = {k: np.concatenate([b[k] for b in rows]) for k in rows[0]}
-    order = np.lexsort((r["day"], r["patient"]))
+    order = row_order(r["patient"], r["day"])
     r = {k: v[order] for k, v in r.items()}
     spelled, vocab = spell(r["drug"], drugs.names, DRUG_SPELLINGS, rng, plain=0.3)
     m = len(r["patient"])

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from ildstudy.synth.calibration import HUAPAYA2019, Calibration
-from ildstudy.synth.columns import Ids, Table, concat_tables, to_arrow, to_pandas
+from ildstudy.synth.columns import Ids, Table, concat_tables, id_text, to_pandas
 from ildstudy.synth.events import adverse_event_rows
 from ildstudy.synth.measurements import pft_rows
 from ildstudy.synth.medications import Drugs, medication_rows
@@ -60,7 +59,7 @@ class Generator:
     def _block(self, plan: Plan, rng: np.random.Generator) -> dict[str, Table]:
         win, drugs = self.windows, self.drugs
         meds = medication_rows(plan, rng, win, drugs)
-        arm_drug = _first_arm_drug(plan, meds, drugs)
+        arm_drug = np.asarray([arm[0] for arm in drugs.arm_drugs])[plan.arm]   # the drug events name
         tables = {
             "patients": patient_rows(plan, rng),
             "antibodies": antibody_rows(plan, rng),
@@ -68,15 +67,11 @@ class Generator:
             "pft": pft_rows(plan, rng, win, self.calibration),
             "adverse_events": adverse_event_rows(plan, rng, win, drugs, arm_drug),
         }
+        first = plan.first_id + 1
+        vocab = id_text(np.arange(first, first + plan.n), self.width)
         for t in tables.values():
-            t["patient_id"] = Ids(plan.first_id + 1 + np.asarray(t["patient_id"], np.int64), self.width)
+            t["patient_id"] = Ids(first + np.asarray(t["patient_id"], np.int64), self.width, first, vocab)
         return tables
-
-
-def _first_arm_drug(plan: Plan, meds: Table, drugs: Drugs) -> np.ndarray:
-    """Generic code of each patient's arm drug (the first drug of the arm; events name it)."""
-    first = np.asarray([arm[0] for arm in drugs.arm_drugs])
-    return first[plan.arm]
 
 
 def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol, *,
@@ -96,11 +91,12 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
         The protocol whose rules the planted counts are built for (``load_protocol("huapaya2019")``).
     balanced : bool, optional
         Build the outcome data so that a mixed model with the study formula recovers the true fixed
-        effects up to rounding (random effects centred and whitened within each arm, analysed residuals
-        orthogonal to each patient's intercept and months; see :mod:`ildstudy.synth.balance`): the
-        default registry's study results then show the planted effects, not the seed's luck. ``False``
-        samples everything independently, as a recovery study needs. Default: balanced exactly when
-        ``n_patients`` is ``None``.
+        effects up to rounding (random effects centred and whitened within each arm, then moved by the
+        smallest amount that cancels their and the residuals' contribution to the estimate; see
+        :mod:`ildstudy.synth.balance`): the default registry's study results then show the planted
+        effects, not the seed's luck. ``False`` samples everything independently, as a recovery study
+        needs. Default: balanced exactly when ``n_patients`` is ``None``. A balanced registry has at most
+        ``BLOCK`` (50,000) patients.
 
     Returns
     -------
@@ -127,8 +123,3 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
         table = concat_tables([b[name] for b in blocks]) if len(blocks) > 1 else blocks[0][name]
         tables[name] = to_pandas(name, table)
     return tables, gen.truth
-
-
-def block_to_arrow(name: str, table: Table) -> pa.Table:
-    """One block of one table as Arrow (canonical columns and types)."""
-    return to_arrow(name, table)

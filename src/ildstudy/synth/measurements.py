@@ -17,7 +17,7 @@ from ildstudy.synth.balance import balance_to_design, design_rows
 from ildstudy.synth.calibration import MODELS, Calibration
 from ildstudy.synth.columns import Coded, Dates, Table
 from ildstudy.synth.plan import Plan
-from ildstudy.synth.windows import DAYS_PER_MONTH, NONE, Windows, choose, uniform_int
+from ildstudy.synth.windows import DAYS_PER_MONTH, NONE, Windows, choose, row_order, uniform_int
 
 DLCO_UNITS = ("mL/min/mmHg", "mmol/min/kPa", "ml/min/mmHg")
 MMHG_PER_KPA = 2.987
@@ -50,7 +50,7 @@ def visit_days(plan: Plan, rng: np.random.Generator, win: Windows) -> tuple[np.n
     patient = np.concatenate([p for p, _, _ in parts])
     day = np.concatenate([d for _, d, _ in parts])
     kind = np.concatenate([np.full(len(p), k, np.int8) for p, _, k in parts])
-    order = np.lexsort((day, patient))
+    order = row_order(patient, day)
     return patient[order], day[order], kind[order]
 
 

@@ -24,7 +24,7 @@ from ildstudy.synth.calibration import MODELS
 from ildstudy.synth.columns import Coded, Dates, Table
 from ildstudy.synth.plan import REASON, Plan
 from ildstudy.synth.spelling import DRUG_SPELLINGS, spell
-from ildstudy.synth.windows import NONE, Windows, choose, uniform_int
+from ildstudy.synth.windows import NONE, Windows, choose, row_order, uniform_int
 
 COLUMNS = ("patient", "drug", "start", "stop", "dose", "reason")
 #: glucocorticoids the schedule is written in, with the rounding step of a daily dose (mg of the drug)
@@ -81,7 +81,7 @@ def medication_rows(plan: Plan, rng: np.random.Generator, win: Windows, drugs: D
     blocks = [*_arm_courses(plan, rng, win, drugs), *_other_agents(plan, drugs),
               *_glucocorticoids(plan, rng, win, drugs), *_other_drugs(plan, rng, drugs)]
     rows = {k: np.concatenate([b[k] for b in blocks]) for k in COLUMNS}
-    order = np.lexsort((rows["stop"], rows["drug"], rows["start"], rows["patient"]))
+    order = row_order(rows["patient"], rows["start"], rows["drug"])
     rows = {k: v[order] for k, v in rows.items()}
     spelled, vocab = spell(rows["drug"], drugs.names, DRUG_SPELLINGS, rng, plain=0.2)
     index = plan.index[rows["patient"]]

@@ -15,7 +15,7 @@ from ildstudy.data.schema import ANTIBODIES, DIAGNOSES
 from ildstudy.synth.columns import Coded, Dates, Flags, Table
 from ildstudy.synth.plan import DIAG, RACES, Plan
 from ildstudy.synth.spelling import ANTIBODY, DIAGNOSIS, RESULT, SEX, SMOKING, spell
-from ildstudy.synth.windows import NONE, choose, uniform_int
+from ildstudy.synth.windows import NONE, choose, row_order, uniform_int
 
 AB = {a: i for i, a in enumerate(ANTIBODIES)}
 SPECIFIC = ("Jo-1", "PL-7", "PL-12", "EJ", "OJ", "KS")
@@ -65,7 +65,7 @@ def antibody_rows(plan: Plan, rng: np.random.Generator) -> Table:
     patient = np.concatenate([b[0] for b in blocks])
     antibody = np.concatenate([b[1] for b in blocks]).astype(np.int64)
     positive = np.concatenate([b[2] for b in blocks])
-    order = np.lexsort((antibody, patient))
+    order = row_order(patient, antibody)
     patient, antibody, positive = patient[order], antibody[order], positive[order]
     m = len(patient)
     ab_codes, ab_vocab = spell(antibody, ANTIBODIES, ANTIBODY, rng, plain=0.6)

@@ -32,14 +32,21 @@ RACES = ("White", "Black or African American", "Hispanic or Latino", "Asian", "O
 
 @dataclass(frozen=True)
 class Plan:
-    """Per-patient decisions; every field is an array with one entry per patient (ID order).
+    """Per-patient decisions; every array field has one entry per patient (ID order).
 
-    Day fields are offsets from ``index`` (days since 1970-01-01); ``NONE`` means no such date.
-    ``variant`` distinguishes the ways a planted group fails its step; ``no_dlco`` patients never have a
-    DLCO measured. ``re`` holds the random
-    effects, shape (n, 3, 2): outcome (FVC, DLCO, prednisone) x (intercept, slope per month).
-    ``balanced`` (one value for all) asks the row builders to make the analysed residuals orthogonal
-    (see :mod:`ildstudy.synth.balance`).
+    ``group`` indexes :data:`GROUPS` (0/1: eligible in arm 0/1, else the step the patient fails);
+    ``variant`` (0/1) tells the two ways a planted group fails its step. ``index``, ``birth`` are days
+    since 1970-01-01; ``age`` is years at index. The day fields are offsets from ``index`` (``NONE``: no
+    such date): ``stop`` (end of the arm-drug course; ``stop_reason`` codes into ``STOP_REASONS``),
+    ``switch`` (start of the other arm's drug), ``restart``/``restart_stop`` (a later, unchained course),
+    ``both_start`` (planted both-arm exposure), ``agent_start``/``agent_stop`` (other steroid-sparing agent
+    ``agent``, an index into the protocol's list), ``eof`` (end of follow-up by the protocol's rules),
+    ``obs_end`` (last day records may have), ``ae_day`` (first in-window adverse event of ``ae``
+    patients), ``base_visit``, ``extra_visit``, ``first_visit``, ``visit_end`` (PFT schedule).
+    ``no_dlco`` patients never have a DLCO. ``re`` holds the random effects, shape (n, 3, 2): outcome
+    (FVC, DLCO, prednisone) x (intercept, slope per month). ``balanced`` (one value for all) asks the row
+    builders to adjust the random effects to the observations the study's model will use (see
+    :mod:`ildstudy.synth.balance`); ``first_id`` is the number of patients before this block.
     """
 
     group: np.ndarray
@@ -135,7 +142,8 @@ def draw_plan(n_patients: int | None, rng: np.random.Generator, win: Windows, ca
     re = random_effects(n, rng, group, balanced, {"dlco_pct_pred": ~no_dlco})
     return Plan(group=group, arm=arm, variant=variant, female=female, antisynthetase=antisynthetase,
                 smoking=smoking, birth=birth, index=index, age=age, diagnosis=diagnosis, ild=ild, race=race,
-                height=height, no_dlco=no_dlco, re=re, balanced=balanced, **{k: v for k, v in t.items() if k != "cut_rel"}, **pft)
+                height=height, no_dlco=no_dlco, re=re, balanced=balanced,
+                **{k: v for k, v in t.items() if k != "cut_rel"}, **pft)
 
 
 def _standardised(z: np.ndarray, strata: np.ndarray) -> np.ndarray:
@@ -180,16 +188,15 @@ def _timeline(n, group, variant, stratum, arm, index, rng, win: Windows, cal: Ca
     has_arm = group != G["arm_drug"]
     ordinary = has_arm & ~np.isin(group, [G["index_before_cut"], G["follow_up"]])
 
-    # who has an in-window adverse event: exact per eligible arm, ~25% of planted patients
-    ae = np.zeros(n, dtype=bool)
-    n_default = cal.eligible
+    # who has an in-window adverse event: exactly the default rate per eligible arm, 25% of planted patients
     counts = []
-    for a in (0, 1):
+    for a in (0, 1):                                    # the two arms, not patients
         size = int((group == a).sum())
-        k = cal.ae_count(a, size, n_default[a]) if n_default[a] else 0
+        k = cal.ae_count(a, size, cal.eligible[a]) if cal.eligible[a] else 0
         counts.append([size - k, k])
-    counts.append([int((~eligible).sum()) - int(np.floor(0.25 * (~eligible).sum() + 0.5)),
-                   int(np.floor(0.25 * (~eligible).sum() + 0.5))])
+    n_planted = int((~eligible).sum())
+    k_planted = int(np.floor(0.25 * n_planted + 0.5))
+    counts.append([n_planted - k_planted, k_planted])
     ae = exact_split(stratum, np.array(counts), rng).astype(bool) & ordinary
     ae_discontinued = (exact_shares(stratum * 2 + ae, [1 - cal.ae_discontinued, cal.ae_discontinued], rng)
                        .astype(bool) & ae)

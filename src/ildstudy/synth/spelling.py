@@ -99,7 +99,10 @@ def spell(codes: np.ndarray, canonical: tuple[str, ...], table: dict, rng: np.ra
     safe = np.where(ok, codes, 0)
     u = rng.random(len(codes))
     u = np.where(rng.random(len(codes)) < plain, 0.0, u)
-    within = (u[:, None] >= cum[safe]).sum(axis=1)
+    # row i of `cum` lies in (i, i + 1] once i is added: one sorted array, one searchsorted
+    width = cum.shape[1]
+    flat = (cum + np.arange(len(cum))[:, None]).ravel()
+    within = np.searchsorted(flat, safe + u, side="right") - safe * width
     within = np.minimum(within, offsets[safe + 1] - offsets[safe] - 1)
     out = np.where(ok, offsets[safe] + within, -1).astype(np.int32)
     return out, vocab

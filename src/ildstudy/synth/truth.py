@@ -96,7 +96,7 @@ def build_truth(protocol, group: np.ndarray, ae: np.ndarray, balanced: bool) -> 
     model = {}
     for o in OUTCOMES:
         m = MODELS[o]
-        fixed = {k.replace("AZA", names[0]): _r(v) for k, v in m.fixed_effects().items()}
+        fixed = {k.replace("AZA", names[0]): float(v) for k, v in m.fixed_effects().items()}
         model[o] = {"formula": FORMULA.format(y=o), "fixed_effects": fixed,
                     "random_effects": {"sd": [m.sd_intercept, m.sd_slope], "corr": m.corr,
                                        "distribution": "uniform scores (bounded at +-sqrt(3) SD)"},
@@ -106,9 +106,10 @@ def build_truth(protocol, group: np.ndarray, ae: np.ndarray, balanced: bool) -> 
     notes = (
         "arm_differences = armAZA + months:armAZA * month, the covariate-adjusted difference "
         f"{names[0]} - {names[1]} of the data-generating model",
-        "balanced: random effects centred and whitened within each eligible arm, analysed residuals "
-        "orthogonal to each patient's intercept and months; the study's mixed models recover the fixed "
-        "effects up to rounding" if balanced else "sampled: random effects and residuals drawn independently",
+        "balanced: random effects centred and whitened within each eligible arm, then moved by the smallest "
+        "amount that makes the generalised least-squares estimate at the true variance parameters exact; the "
+        "study's mixed models recover the fixed effects up to rounding" if balanced
+        else "sampled: random effects and residuals drawn independently",
     )
     return Truth(n_patients=int(len(group)), protocol=protocol.name, arms=arms, attrition=attrition,
                  adverse_events=adverse_events, arm_differences=differences, within_arm_change=change,

@@ -67,7 +67,11 @@ class Windows:
     def near_dose_day(self, offsets: np.ndarray) -> np.ndarray:
         """True where an offset lies within ``margin`` days of a dose-evaluation day."""
         d = np.asarray(self.dose_days)
-        return (np.abs(np.asarray(offsets)[:, None] - d[None, :]) <= self.margin).any(axis=1)
+        x = np.asarray(offsets)
+        i = np.searchsorted(d, x)
+        below = d[np.maximum(i - 1, 0)]
+        above = d[np.minimum(i, len(d) - 1)]
+        return (np.abs(x - below) <= self.margin) | (np.abs(x - above) <= self.margin)
 
 
 def uniform_int(rng: np.random.Generator, low, high, size) -> np.ndarray:
@@ -88,12 +92,15 @@ def exact_split(strata: np.ndarray, counts: np.ndarray, rng: np.random.Generator
     sizes = np.bincount(strata, minlength=counts.shape[0])
     if not np.array_equal(counts.sum(axis=1), sizes):
         raise ValueError("exact_split: category counts must add up to the stratum sizes")
-    order = np.lexsort((rng.random(n), strata))
+    order = np.argsort(strata + rng.random(n))      # random order within each stratum
     starts = np.cumsum(sizes) - sizes
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n) - starts[strata[order]]
     bounds = np.cumsum(counts, axis=1)
-    return (rank[:, None] >= bounds[strata]).sum(axis=1).astype(np.int8)
+    codes = np.zeros(n, dtype=np.int8)
+    for c in range(counts.shape[1] - 1):             # a handful of categories, not patients
+        codes += rank >= bounds[strata, c]
+    return codes
 
 
 def exact_shares(strata: np.ndarray, shares, rng: np.random.Generator) -> np.ndarray:
@@ -107,6 +114,17 @@ def exact_shares(strata: np.ndarray, shares, rng: np.random.Generator) -> np.nda
     sizes = np.bincount(strata, minlength=n_strata)
     counts = np.stack([largest_remainder(int(s), w) for s, w in zip(sizes, shares)])
     return exact_split(strata, counts, rng)
+
+
+def row_order(patient: np.ndarray, day: np.ndarray, tie: np.ndarray | None = None) -> np.ndarray:
+    """Order of rows by patient, then day, then ``tie`` (small non-negative ints), as one int64 key.
+
+    ``patient`` < 2**20 (a block), ``|day|`` < 2**30 offsets or day numbers, ``tie`` < 2**8.
+    """
+    key = (np.asarray(patient, np.int64) << 39) + ((np.asarray(day, np.int64) + (1 << 30)) << 8)
+    if tie is not None:
+        key += np.asarray(tie, np.int64)
+    return np.argsort(key, kind="stable")
 
 
 def choose(rng: np.random.Generator, probs, size: int) -> np.ndarray:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -98,12 +100,13 @@ def _check_folder(out: Path, fmt: str) -> None:
 
 
 class _CsvSink:
-    """CSV: a plain header line, then rows (quoted only where needed), ISO dates, empty = missing."""
+    """CSV: a header line, then unquoted rows (no generated value holds a comma, quote or line break;
+    Arrow refuses to write one that does), ISO dates, empty cells for missing values."""
 
     def __init__(self, path: Path, name: str):
         self.fh = open(path.with_suffix(".csv"), "wb")
         self.fh.write((",".join(TABLES_BY_NAME[name].column_names) + "\n").encode())
-        self.options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+        self.options = pacsv.WriteOptions(include_header=False, quoting_style="none")
 
     def write(self, table: pa.Table) -> None:
         pacsv.write_csv(table, self.fh, self.options)
@@ -130,11 +133,23 @@ class _ParquetSink:
 
 
 def _write_streamed(gen: Generator, out: Path, sink_type) -> None:
+    """Write block after block; one background thread converts and writes a block while the next one is
+    generated (blocks are written in order, so the bytes do not depend on timing)."""
     sinks = {name: sink_type(out / name, name) for name in TABLE_NAMES}
+
+    def write(block: dict) -> None:
+        for name in TABLE_NAMES:
+            sinks[name].write(to_arrow(name, block[name]))
+
     try:
-        for block in gen.blocks():
-            for name in TABLE_NAMES:
-                sinks[name].write(to_arrow(name, block[name]))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            for block in gen.blocks():
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(write, block)
+            if pending is not None:
+                pending.result()
     finally:
         for s in sinks.values():
             s.close()
@@ -146,57 +161,68 @@ def _whole_tables(gen: Generator) -> dict[str, dict]:
 
 
 def _write_xlsx(gen: Generator, out: Path) -> None:
-    from openpyxl import Workbook
+    """One workbook per table, one sheet named after the table; dates as Excel dates (yyyy-mm-dd)."""
+    import pandas as pd
 
-    tables = _whole_tables(gen)
-    for name, table in tables.items():
-        arrow = to_arrow(name, table)
-        if arrow.num_rows > EXCEL_MAX_ROWS:
-            raise IldStudyError(f"{name}: {arrow.num_rows} rows do not fit in one Excel sheet "
+    for name, table in _whole_tables(gen).items():
+        frame = to_pandas(name, table)
+        if len(frame) > EXCEL_MAX_ROWS:
+            raise IldStudyError(f"{name}: {len(frame)} rows do not fit in one Excel sheet "
                                 f"({EXCEL_MAX_ROWS} at most); use --format csv or parquet")
-        wb = Workbook(write_only=True)
-        wb.properties.creator = "ildstudy synth"
-        wb.properties.created = FIXED_TIME
-        wb.properties.modified = FIXED_TIME
-        ws = wb.create_sheet(name)
-        ws.append(list(arrow.column_names))
-        columns = [col.to_pylist() for col in arrow.columns]
-        for row in zip(*columns):
-            ws.append(list(row))
+        for col in frame.columns:                       # nullable booleans -> True/False/empty cells
+            if str(frame[col].dtype) == "boolean":
+                frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
         buffer = io.BytesIO()
-        wb.save(buffer)
-        (out / f"{name}.xlsx").write_bytes(_fixed_zip_times(buffer.getvalue()))
+        with pd.ExcelWriter(buffer, engine="openpyxl", date_format="yyyy-mm-dd",
+                            datetime_format="yyyy-mm-dd") as writer:
+            frame.to_excel(writer, sheet_name=name, index=False)
+        (out / f"{name}.xlsx").write_bytes(_deterministic_xlsx(buffer.getvalue()))
 
 
-def _fixed_zip_times(data: bytes) -> bytes:
-    """Rewrite a ZIP archive with every entry dated ``FIXED_TIME`` (openpyxl stamps the current time)."""
+def _deterministic_xlsx(data: bytes) -> bytes:
+    """The same workbook with fixed document times and ZIP entry times (openpyxl stamps the current time)."""
+    stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
     src = zipfile.ZipFile(io.BytesIO(data))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
+            content = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)",
+                                 rb"\g<1>" + stamp + rb"\g<2>", content)
             fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_TIME.timetuple()[:6])
             fixed.compress_type = zipfile.ZIP_DEFLATED
             fixed.external_attr = info.external_attr
-            dst.writestr(fixed, src.read(info.filename))
+            dst.writestr(fixed, content)
     return buffer.getvalue()
 
 
 def _write_duckdb(gen: Generator, path: Path) -> None:
+    """Typed tables, as ``ildstudy load`` writes them: each block typed by the loader and appended."""
     import duckdb
 
     from ildstudy.data.coerce import coerce_table
     from ildstudy.data.readers import RawTable
     from ildstudy.data.registry import Registry
 
-    tables = _whole_tables(gen)
-    typed = {}
-    for name, table in tables.items():
-        raw = RawTable(TABLES_BY_NAME[name], path, to_pandas(name, table), 2)
-        typed[name], _ = coerce_table(raw)
     if path.exists():
         path.unlink()
     con = duckdb.connect(str(path))
     try:
-        Registry(typed).to_duckdb(con)
+        for i, block in enumerate(gen.blocks()):
+            typed = {}
+            for name in TABLE_NAMES:
+                raw = RawTable(TABLES_BY_NAME[name], path, to_pandas(name, block[name]), 2)
+                typed[name], _ = coerce_table(raw)
+            if i == 0:
+                Registry(typed).to_duckdb(con)
+                continue
+            con.execute("CREATE SCHEMA IF NOT EXISTS ildstudy_block")
+            con.execute("SET schema = 'ildstudy_block'")
+            Registry(typed).to_duckdb(con)
+            con.execute("SET schema = 'main'")
+            for name in TABLE_NAMES:
+                con.execute(f'INSERT INTO main."{name}" SELECT * FROM ildstudy_block."{name}"')
+        con.execute("DROP SCHEMA IF EXISTS ildstudy_block CASCADE")
     finally:
         con.close()
