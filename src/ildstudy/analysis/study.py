@@ -82,8 +82,9 @@ def run_study(protocol: Protocol | str | Path, data: Registry | str | Path | Non
     cohort = build_cohort(source, protocol)
     if data_hash is None:
         data_hash = _cohort_hash(cohort)
-    return analyse_cohort(cohort, protocol, data_hash=data_hash, on_step=step,
-                          warnings=warnings + list(cohort.warnings))
+    # The cohort reports unrecognised drug names itself (on every backend); drop validation's copy.
+    warnings = [w for w in warnings if w.column != "drug"] + list(cohort.warnings)
+    return analyse_cohort(cohort, protocol, data_hash=data_hash, on_step=step, warnings=warnings)
 
 
 def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,

@@ -4,7 +4,8 @@
 and exposes them as Ibis tables. Drug names are normalised inside the database with the rules of
 :func:`ildstudy.reference.drugs.normalise_drug_name` (lower case, white-space runs collapsed, trimmed) and
 mapped to generic names with a ``CASE`` over the known spellings -- plain SQL that DuckDB and PostgreSQL
-run alike, without uploading a mapping table.
+run alike. The mapping is computed once per distinct spelling (:func:`drug_map`, a small table) and joined
+back to the rows.
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ class Calibration:
     ae_discontinued: float = 0.45      # share of eligible AE patients whose AE stopped the arm drug
     other_stop: float = 0.25           # share of the other eligible patients who stop before 60 months
     switch_share: float = 0.5          # share of stoppers (inefficacy or AE) who switch to the other arm
-    index_years: float = 14.0          # index dates spread over this many years before (data cut - 2 years)
+    index_years: float = 17.0          # index dates over this many years before (data cut - 2 years): 2000-2016
     dlco_measured: float = 0.5         # share of follow-up visits with a DLCO
     dlco_never: float = 0.2            # share of patients who never have a DLCO
 

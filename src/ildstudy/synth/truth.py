@@ -41,7 +41,9 @@ class Truth:
         Per outcome and arm, the true change from month 0 at each contrast month.
     model : dict
         Per outcome, the data-generating linear mixed model (formula, fixed effects, random-effect SDs
-        and correlation, residual SD).
+        and correlation, residual SD, rounding and range of values).
+    coding : dict
+        How each model variable is coded (``months``, ``arm``, ``female``, ...).
     design : str
         ``"balanced"`` (the default registry: outcome data built so that the study's mixed models
         recover the fixed effects up to rounding, see :mod:`ildstudy.synth.balance`) or ``"sampled"``.
@@ -58,6 +60,7 @@ class Truth:
     within_arm_change: dict[str, dict[str, dict[str, float]]]
     model: dict[str, dict]
     design: str
+    coding: dict[str, str] = field(default_factory=lambda: dict(CODING))
     seed: int | None = None
     notes: tuple[str, ...] = field(default=())
 
@@ -66,7 +69,7 @@ class Truth:
             "seed": self.seed, "protocol": self.protocol, "n_patients": self.n_patients, "arms": self.arms,
             "attrition": self.attrition, "adverse_events": self.adverse_events,
             "arm_differences": self.arm_differences, "within_arm_change": self.within_arm_change,
-            "model": self.model, "design": self.design, "notes": list(self.notes),
+            "model": self.model, "coding": self.coding, "design": self.design, "notes": list(self.notes),
         }
 
     def to_json(self) -> str:
@@ -102,7 +105,6 @@ def build_truth(protocol, group: np.ndarray, ae: np.ndarray, balanced: bool) -> 
                                        "distribution": "uniform scores (bounded at +-sqrt(3) SD)"},
                     "residual_sd": m.residual_sd, "rounding": 10.0 ** -m.decimals, "range": [m.low, m.high]}
     model["prednisone_mg"]["rounding"] = {f"{k} mg": v for k, v in STEROID_STEP.items()}
-    model["coding"] = dict(CODING)
     notes = (
         "arm_differences = armAZA + months:armAZA * month, the covariate-adjusted difference "
         f"{names[0]} - {names[1]} of the data-generating model",
