@@ -30,6 +30,9 @@ from ildstudy.data.validate import validate_registry
 from ildstudy.errors import DataError, Problem
 from malformed.base import HEADERS, TABLES, csv_text, table_rows, write_base, write_table
 
+# An exception swallowed inside a reader's callback (printed to the user's terminal) is a failure too.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+
 # A quick, repeatable run by default (~25 examples per test); ILDSTUDY_FUZZ_EXAMPLES=500 fuzzes for real,
 # with fresh random examples each time.
 EXAMPLES = int(os.environ.get("ILDSTUDY_FUZZ_EXAMPLES", "25"))

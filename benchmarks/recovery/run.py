@@ -194,6 +194,9 @@ def summarise(rows: pd.DataFrame, status: pd.DataFrame) -> pd.DataFrame:
     for (name, month), g in rows.groupby(["outcome", "month"], sort=False):
         r = len(g)
         est = g["estimate"].to_numpy(float)
+        if g["truth"].nunique() != 1:   # e.g. the calibration was edited while workers started
+            raise ValueError(f"{name} month {month:g}: the truth differs between replicates "
+                             f"({sorted(g['truth'].unique())}); rerun on one version of the generator")
         truth = float(g["truth"].iloc[0])
         emp_se = float(np.std(est, ddof=1)) if r > 1 else np.nan
         cov = float(g["covered"].mean())

@@ -135,8 +135,10 @@ def _text_array(s: pd.Series) -> pa.ChunkedArray:
     if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
         arr = pa.array(s.array)
         arr = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
-    elif pd.api.types.is_datetime64_any_dtype(s):
-        txt = s.dt.strftime("%Y-%m-%d").where(s.dt.normalize() == s, s.astype(str))
+    elif pd.api.types.is_datetime64_any_dtype(s):  # a date cell where text was expected: its day
+        if getattr(s.dt, "tz", None) is not None:
+            s = s.dt.tz_localize(None)
+        txt = s.dt.strftime("%Y-%m-%d")
         arr = pa.chunked_array([pa.array(txt.to_numpy(object), pa.large_string(), from_pandas=True)])
     else:
         cells = [_cell_text(v) for v in s.to_numpy(object)]

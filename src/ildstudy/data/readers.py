@@ -209,23 +209,29 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame | None, np.ndarray | None, list[
     names = next(csv.reader([header_line]), [])
     if not names:
         return fatal("is empty (expected a header row)")
-    latin = "\ufffd" in header_line
-    if not latin:
-        try:
-            frame, rows, problems = _parse_csv(name, data, names)
-        except Exception as exc:  # noqa: BLE001 - pyarrow checks UTF-8 while parsing
-            if "utf8" not in str(exc).lower():
-                raise
-            latin = True
+    latin = not _is_utf8(data)
     if latin:  # read it as Windows-1252 so every other problem can still be found, and say so
         data = data.decode("cp1252", errors="replace").encode("utf-8")
         header_line = _first_line(data).decode("utf-8")
         names = next(csv.reader([header_line]), names)
-        frame, rows, problems = _parse_csv(name, data, names)
+    frame, rows, problems = _parse_csv(name, data, names)
     frame.columns = names
     if latin:
         problems = _encoding_problems(name, frame, rows) + problems
     return frame, rows, [], problems
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8, checked by Arrow without copying or decoding it."""
+    import pyarrow as pa
+
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64).tobytes())
+    blob = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        blob.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _first_line(data: bytes) -> bytes:

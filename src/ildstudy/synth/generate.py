@@ -9,6 +9,7 @@ and memory stays bounded for a million patients.
 from __future__ import annotations
 
 from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
@@ -28,10 +29,11 @@ TABLE_NAMES = ("patients", "antibodies", "medications", "pft", "adverse_events")
 
 
 def id_width(n_patients: int) -> int:
+    """Digits of the patient numbers in identifiers (``P000001``): at least six."""
     return max(6, len(str(n_patients)))
 
 
-class Generator:
+class PlannedRegistry:
     """A planned registry whose rows can be built block by block (see :func:`generate_registry`)."""
 
     def __init__(self, n_patients: int | None, rng: np.random.Generator, protocol,
@@ -116,7 +118,7 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
     >>> len(tables["patients"]) == truth.n_patients
     True
     """
-    gen = Generator(n_patients, rng, protocol, balanced=balanced)
+    gen = PlannedRegistry(n_patients, rng, protocol, balanced=balanced)
     blocks = list(gen.blocks())
     tables = {}
     for name in TABLE_NAMES:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from ildstudy.data.schema import TABLES_BY_NAME
 from ildstudy.errors import IldStudyError
 from ildstudy.synth.columns import concat_tables, to_arrow, to_pandas
-from ildstudy.synth.generate import TABLE_NAMES, Generator
+from ildstudy.synth.generate import TABLE_NAMES, PlannedRegistry
 from ildstudy.synth.truth import Truth
 
 Format = Literal["csv", "parquet", "xlsx", "duckdb"]
@@ -74,7 +74,7 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_folder(out, fmt)
-    gen = Generator(n_patients, np.random.default_rng(seed), protocol)
+    gen = PlannedRegistry(n_patients, np.random.default_rng(seed), protocol)
     if fmt == "csv":
         _write_streamed(gen, out, _CsvSink)
     elif fmt == "parquet":
@@ -132,7 +132,7 @@ class _ParquetSink:
             self.writer.close()
 
 
-def _write_streamed(gen: Generator, out: Path, sink_type) -> None:
+def _write_streamed(gen: PlannedRegistry, out: Path, sink_type) -> None:
     """Write block after block; one background thread converts and writes a block while the next one is
     generated (blocks are written in order, so the bytes do not depend on timing)."""
     sinks = {name: sink_type(out / name, name) for name in TABLE_NAMES}
@@ -155,12 +155,12 @@ def _write_streamed(gen: Generator, out: Path, sink_type) -> None:
             s.close()
 
 
-def _whole_tables(gen: Generator) -> dict[str, dict]:
+def _whole_tables(gen: PlannedRegistry) -> dict[str, dict]:
     blocks = list(gen.blocks())
     return {name: concat_tables([b[name] for b in blocks]) for name in TABLE_NAMES}
 
 
-def _write_xlsx(gen: Generator, out: Path) -> None:
+def _write_xlsx(gen: PlannedRegistry, out: Path) -> None:
     """One workbook per table, one sheet named after the table; dates as Excel dates (yyyy-mm-dd)."""
     import pandas as pd
 
@@ -197,7 +197,7 @@ def _deterministic_xlsx(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def _write_duckdb(gen: Generator, path: Path) -> None:
+def _write_duckdb(gen: PlannedRegistry, path: Path) -> None:
     """Typed tables, as ``ildstudy load`` writes them: each block typed by the loader and appended."""
     import duckdb
 
