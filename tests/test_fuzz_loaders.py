@@ -185,7 +185,8 @@ def arrow_column(kind: str, n: int, data) -> "object":
     import pyarrow as pa
 
     values = {
-        "int64": lambda: pa.array(data.draw(st.lists(st.integers(-2**63, 2**63 - 1) | st.none(), min_size=n, max_size=n)),
+        "int64": lambda: pa.array(data.draw(st.lists(st.integers(-2**63, 2**63 - 1) | st.none(), min_size=n,
+                                                     max_size=n)),
                                   pa.int64()),
         "float64": lambda: pa.array(data.draw(st.lists(st.floats() | st.none(), min_size=n, max_size=n)), pa.float64()),
         "string": lambda: pa.array(data.draw(st.lists(any_text | st.none(), min_size=n, max_size=n)), pa.string()),

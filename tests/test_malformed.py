@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +30,6 @@ class Case:
     code: int
     expect: tuple[tuple[str, int | None, str | None, str], ...] = ()
     severity: str = "error"
-    absent: tuple[str, ...] = field(default=())  # words that must not appear in the output
 
 
 def _rewrite(folder: Path, name: str, fn: Callable[[str], str]) -> None:

@@ -1,6 +1,6 @@
 """Render a results JSON of run.py as the markdown section for docs/benchmarks.md.
 
-    python benchmarks/lmm/report.py benchmarks/lmm/out/results.json > section.md
+    python benchmarks/lmm/report.py benchmarks/lmm/out/results.json [more.json ...] > section.md
 """
 
 from __future__ import annotations
@@ -27,15 +27,23 @@ def summary(records: list[dict]) -> list[str]:
             extra = ""
             if bq and bq.get("status") == "ok":
                 extra = f", vs lme4-bobyqa {crit(il) - crit(bq):+.2e}"
-            lines.append(f"- {size}: ildstudy whole process {il['wall_s']:.1f} s vs lme4 {l4['wall_s']:.1f} s "
-                         f"(**{speed:.1f}×**; lmer fit alone {l4['result']['fit_s']:.1f} s), peak RSS "
+            cpu = ""
+            if il.get("cpu_s") and l4.get("cpu_s"):
+                cpu = f"; CPU time {il['cpu_s']:.1f} s vs {l4['cpu_s']:.1f} s ({l4['cpu_s'] / il['cpu_s']:.1f}×)"
+            lines.append(f"- {size}: ildstudy whole process {il['wall_s']:.1f} s vs lme4 {l4['wall_s']:.1f} s wall "
+                         f"(**{speed:.1f}×**; lmer fit alone {l4['result']['fit_s']:.1f} s){cpu}; peak RSS "
                          f"{il.get('peak_rss_mb', 0):.0f} MB vs {l4.get('peak_rss_mb', 0):.0f} MB; REML criterion "
                          f"ildstudy − lme4 = {d:+.2e}{extra}.")
     return lines
 
 
 def main() -> None:
-    data = json.loads(Path(sys.argv[1]).read_text())
+    runs = [json.loads(Path(p).read_text()) for p in sys.argv[1:]]
+    data = dict(runs[0])
+    data["records"] = [r for run in runs for r in run["records"]]
+    if len(runs) > 1:
+        data["started"] = " and ".join(run["started"] for run in runs)
+        data["finished"] = runs[-1].get("finished", "?")
     m, v = data["machine"], data["versions"]
     mem = [ln for ln in m["free_g"].splitlines() if ln.startswith("Mem:")]
     print(f"Run {data['started']} → {data.get('finished', '?')} (`benchmarks/lmm/run.py`). Machine: {m['nproc']} cores "
