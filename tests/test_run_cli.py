@@ -52,3 +52,15 @@ def test_run_from_duckdb_file_equals_run_from_folder(registry, tmp_path):
     b = json.loads((tmp_path / "b" / "results.json").read_text())
     for key in ("arms", "attrition", "table1", "outcomes", "adverse_events", "discontinuation"):
         assert a[key] == b[key], key
+
+
+@pytest.mark.postgres
+def test_run_inside_postgresql_equals_run_from_folder(registry, tmp_path, pg_schema):
+    """`ildstudy load DATA --db postgresql://...` then `ildstudy run PROTOCOL --db postgresql://...`."""
+    assert run(["load", str(registry), "--db", pg_schema]) == 0
+    assert run(["run", "huapaya2019", str(registry), "--out", str(tmp_path / "a")]) == 0
+    assert run(["run", "huapaya2019", "--db", pg_schema, "--out", str(tmp_path / "b")]) == 0
+    a = json.loads((tmp_path / "a" / "results.json").read_text())
+    b = json.loads((tmp_path / "b" / "results.json").read_text())
+    for key in ("arms", "attrition", "table1", "outcomes", "adverse_events", "discontinuation"):
+        assert a[key] == b[key], key
