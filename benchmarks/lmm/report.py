@@ -40,7 +40,7 @@ def summary(records: list[dict]) -> list[str]:
 def main() -> None:
     runs = [json.loads(Path(p).read_text()) for p in sys.argv[1:]]
     data = dict(runs[0])
-    data["records"] = [r for run in runs for r in run["records"]]
+    data["records"] = sorted((r for run in runs for r in run["records"]), key=lambda r: r["patients"])
     if len(runs) > 1:
         data["started"] = " and ".join(run["started"] for run in runs)
         data["finished"] = runs[-1].get("finished", "?")
@@ -52,7 +52,8 @@ def main() -> None:
           f"numpy {v.get('numpy')}, scipy {v.get('scipy')}, pandas {v.get('pandas')}, statsmodels {v.get('statsmodels')}; "
           f"{v.get('R')}, lme4 {v.get('lme4')}, lmerTest {v.get('lmerTest')}, data.table {v.get('data_table')} "
           f"(reference BLAS, single-threaded).")
-    print(f"Model: `{data['formula']}`, REML. Per-run timeout {data['timeout_s']:.0f} s "
+    tos = " / ".join(f"{run['timeout_s']:.0f} s" for run in runs)
+    print(f"Model: `{data['formula']}`, REML. Per-run timeout {tos} "
           f"(statsmodels {data['statsmodels_timeout_s']:.0f} s).\n")
     print(table(data["records"]))
     print()

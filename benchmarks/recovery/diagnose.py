@@ -22,18 +22,22 @@ from scipy import stats
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 MONTH = 36.0
-TRUE_VC = {  # generator: ildstudy.synth.calibration (residual SD, random intercept SD, random slope SD, corr)
-    "fvc_pct_pred": (4.0, 12.0, 0.15, 0.2),
-    "dlco_pct_pred": (5.0, 18.0, 0.28, 0.15),
-    "prednisone_mg": (1.0, 3.0, 0.04, -0.6),
-}
+
+
+def true_vc(name: str) -> tuple[float, float, float, float]:
+    """The generator's residual SD, random intercept SD, random slope SD and their correlation."""
+    from ildstudy.synth.calibration import MODELS
+
+    m = MODELS[name]
+    return (m.residual_sd, m.sd_intercept, m.sd_slope, m.corr)
 
 
 def coverage_block(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for name, g in rows[rows["month"] == MONTH].groupby("outcome", sort=False):
         r, k = len(g), int(g["covered"].sum())
-        lo, hi = stats.beta.ppf(0.025, k, r - k + 1) if k else 0.0, stats.beta.ppf(0.975, k + 1, r - k) if k < r else 1.0
+        lo = stats.beta.ppf(0.025, k, r - k + 1) if k else 0.0           # Clopper-Pearson
+        hi = stats.beta.ppf(0.975, k + 1, r - k) if k < r else 1.0
         err = g["estimate"] - g["truth"]
         z = err / g["se"]
         emp = err.std(ddof=1)
@@ -46,7 +50,8 @@ def coverage_block(rows: pd.DataFrame) -> pd.DataFrame:
             "cov_unbiased": float(((err - err.mean()).abs() <= t_q * g["se"]).mean()),
             "z_sd": float(z.std(ddof=1)), "z_mean": float(z.mean()), "z_skew": float(stats.skew(z)),
             "z_exkurt": float(stats.kurtosis(z)), "shapiro_p": float(stats.shapiro(z).pvalue) if r >= 3 else np.nan,
-            "miss_low": float((g["ci_high"] < g["truth"]).mean()), "miss_high": float((g["ci_low"] > g["truth"]).mean()),
+            "miss_low": float((g["ci_high"] < g["truth"]).mean()),
+            "miss_high": float((g["ci_low"] > g["truth"]).mean()),
             "t_quantile_mean": float(t_q.mean()),
         })
     return pd.DataFrame(out)
@@ -69,7 +74,7 @@ def vc_block(rows: pd.DataFrame) -> pd.DataFrame:
     one = rows[rows["month"] == MONTH]
     out = []
     for name, g in one.groupby("outcome", sort=False):
-        true = TRUE_VC.get(name, (np.nan,) * 4)
+        true = true_vc(name)
         for col, tv in zip(("residual_sd", "re_sd_intercept", "re_sd_slope", "re_corr"), true):
             out.append({"outcome": name, "component": col, "truth": tv, "mean_estimate": float(g[col].mean()),
                         "sd_estimate": float(g[col].std(ddof=1))})

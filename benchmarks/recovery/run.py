@@ -333,12 +333,17 @@ def main(argv: list[str] | None = None) -> int:
 
     n_text = "default registry (66 AZA / 44 MMF eligible)" if args.patients is None else f"N = {args.patients} patients"
     if not rows.empty:
-        n_text += f"; eligible AZA/MMF per replicate: {int(rows['n_AZA'].median())}/{int(rows['n_MMF'].median())} (median)"
+        n_text += (f"; eligible AZA/MMF per replicate: {int(rows['n_AZA'].median())}/"
+                   f"{int(rows['n_MMF'].median())} (median)")
+    legend = ("bias = mean estimate - true; MCSE = Monte-Carlo SE (bias: emp. SE / sqrt(reps); coverage: "
+              "sqrt(c(1 - c) / reps)); emp. SE = SD of the estimates; model/emp. SE = root mean square of the "
+              "model SEs / emp. SE; coverage of the 95% CI (Satterthwaite t); converged / singular: share of "
+              "fits; failed: replicates whose pipeline raised.")
     parts = [f"Recovery study: {args.reps} replicates, {n_text}, seeds {args.seed}..{args.seed + args.reps - 1}, "
              f"{seconds:.0f} s with {max(1, min(args.jobs, MAX_JOBS))} worker(s); {len(failed)} failed.", ""]
     if not summary.empty:
         parts += [f"### Arm difference AZA - MMF at month {PRIMARY_MONTH:g}", "", markdown_table(summary), "",
-                  "### Every contrast month", "", markdown_table(summary, None), ""]
+                  "### Every contrast month", "", markdown_table(summary, None), "", legend, ""]
     text = "\n".join(parts)
     (args.out / f"{label}_summary.md").write_text(text + "\n")
     meta = {

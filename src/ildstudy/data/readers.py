@@ -340,7 +340,9 @@ def _encoding_problems(name: str, frame: pd.DataFrame, rows: np.ndarray) -> list
 def _read_parquet(path: Path) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    return arrow_to_frame(pq.read_table(path))
+    table = pq.read_table(path)
+    table.validate(full=True)  # a damaged file can hold text that is not UTF-8 or broken offsets
+    return arrow_to_frame(table)
 
 
 def _read_xlsx(path: Path) -> tuple[pd.DataFrame, np.ndarray | None, list[Problem], list[Problem]]:
