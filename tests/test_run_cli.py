@@ -64,3 +64,19 @@ def test_run_inside_postgresql_equals_run_from_folder(registry, tmp_path, pg_sch
     b = json.loads((tmp_path / "b" / "results.json").read_text())
     for key in ("arms", "attrition", "table1", "outcomes", "adverse_events", "discontinuation"):
         assert a[key] == b[key], key
+
+
+def test_markup_like_values_are_shown_verbatim(registry, tmp_path, capsys):
+    import csv
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in registry.glob("*.csv"):
+        (bad / f.name).write_bytes(f.read_bytes())
+    rows = list(csv.reader((bad / "patients.csv").open(newline="")))
+    rows[2][rows[0].index("diagnosis")] = "[/red] :smile:"
+    with (bad / "patients.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    assert run(["run", "huapaya2019", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "'[/red] :smile:'" in err and "Traceback" not in err

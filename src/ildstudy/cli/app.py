@@ -25,8 +25,8 @@ app = typer.Typer(
 )
 
 # When piped (CI logs, files) rich would wrap tables at 80 columns; use a wide, fixed width instead.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, emoji=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _version_callback(value: bool) -> None:

@@ -39,11 +39,27 @@ def synth(
 
 
 def problem_table(problems: list[Problem]) -> Table:
+    """The problems as a rich table; cells are plain text (no markup or emoji taken from values)."""
+    from rich.text import Text
+
     table = Table("file", "row", "column", "value", "problem", "severity", show_lines=False)
     for p in problems:
-        table.add_row(p.file, "" if p.row is None else str(p.row), p.column or "", p.value or "",
-                      p.problem, p.severity)
+        table.add_row(*(Text(v) for v in (p.file, "" if p.row is None else str(p.row), p.column or "",
+                                          p.value or "", p.problem, p.severity)))
     return table
+
+
+def print_problems(console, problems: list[Problem]) -> None:
+    """Print the problem table as wide as the terminal, or 160 columns when piped (not 80, which
+    wraps every cell)."""
+    import io
+
+    from rich.console import Console
+
+    width = console.width if console.is_terminal else 160
+    buffer = Console(file=io.StringIO(), width=width, color_system=None, highlight=False, emoji=False)
+    buffer.print(problem_table(problems))
+    console.print(buffer.file.getvalue(), markup=False, highlight=False, emoji=False, end="")
 
 
 @app.command()
@@ -54,8 +70,6 @@ def validate(data: Path = typer.Argument(..., help="Registry folder (CSV, Parque
     there are errors, once more as one line each on stderr, ending with a one-line summary.
     Warnings alone print the table on stdout and exit 0.
     """
-    from rich.markup import escape
-
     from ildstudy.data import read_registry
     from ildstudy.data.validate import in_file_order, summary, validate_registry
 
@@ -65,18 +79,7 @@ def validate(data: Path = typer.Argument(..., help="Registry folder (CSV, Parque
     errors = [p for p in problems if p.severity == "error"]
     console = err if errors else out
     if problems:
-        shown = [Problem(escape(p.file), p.row, escape(p.column or ""), escape(p.value or ""), escape(p.problem),
-                         p.severity) for p in problems]
-        import io
-
-        from rich.console import Console
-
-        # Rendered apart: as wide as the terminal, or 160 columns when piped (not 80, which wraps every
-        # cell); no emoji codes or markup taken from cell values.
-        width = console.width if console.is_terminal else 160
-        table = Console(file=io.StringIO(), width=width, color_system=None, highlight=False, emoji=False)
-        table.print(problem_table(shown))
-        console.print(table.file.getvalue(), markup=False, highlight=False, emoji=False, end="")
+        print_problems(console, problems)
     if errors:
         raise DataError(problems + [Problem("", None, None, None, summary(problems, data))])
     n_patients = len(registry.tables["patients"]) if "patients" in registry.tables else 0

@@ -16,7 +16,7 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
     from ildstudy.analysis.study import run_study
     from ildstudy.report.outputs import write_study_outputs
 
-    from ildstudy.cli.data_commands import problem_table
+    from ildstudy.cli.data_commands import print_problems
     from ildstudy.errors import DataError
 
     started = dt.datetime.now(dt.timezone.utc)
@@ -24,7 +24,7 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
         try:
             result = run_study(protocol, data, db=db, on_step=lambda s: advance(description=s))
         except DataError as exc:  # the same report as `ildstudy validate`, then one line per problem
-            err.print(problem_table(exc.problems))
+            print_problems(err, exc.problems)
             err.print("ildstudy: the registry has errors; nothing was written. Fix them and run again.")
             raise
         if notice:
