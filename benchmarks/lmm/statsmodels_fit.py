@@ -1,9 +1,10 @@
 """Fit the benchmark model with statsmodels MixedLM and print one JSON object.
 
-    python benchmarks/lmm/statsmodels_fit.py DATA.csv [--ml]
+    python benchmarks/lmm/statsmodels_fit.py DATA.csv [--ml] [--method lbfgs|nm|powell]
 
 Model: smf.mixedlm("fvc ~ months*arm + female + age + antisynth + smoker", df, groups="id",
-re_formula="~months").fit(reml=True) -- statsmodels' defaults otherwise. The REML criterion is reported as
+re_formula="~months").fit(reml=True) -- statsmodels' defaults otherwise (optimisers bfgs, then lbfgs, then cg);
+--method lbfgs|nm|powell fits with fit(method=["lbfgs"]), fit(method="nm", maxiter=20000) or fit(method="powell"). The REML criterion is reported as
 -2 * llf; statsmodels' REML log-likelihood uses the same constants as lme4's (see statsmodels_failure.md).
 """
 
@@ -24,23 +25,27 @@ import statsmodels.formula.api as smf  # noqa: E402
 FIXED = "fvc ~ months*arm + female + age + antisynth + smoker"
 
 
-def fit(df: pd.DataFrame, reml: bool = True):
+METHODS = {"lbfgs": {"method": ["lbfgs"]}, "nm": {"method": "nm", "maxiter": 20000}, "powell": {"method": "powell"}}
+
+
+def fit(df: pd.DataFrame, reml: bool = True, method: str | None = None):
     model = smf.mixedlm(FIXED, df, groups="id", re_formula="~months")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = model.fit(reml=reml)
+        result = model.fit(reml=reml, **(METHODS[method] if method else {}))
     return model, result, [f"{w.category.__name__}: {w.message}" for w in caught]
 
 
 def main() -> None:
     path = sys.argv[1]
     reml = "--ml" not in sys.argv
+    method = sys.argv[sys.argv.index("--method") + 1] if "--method" in sys.argv else None
     t_loaded = time.perf_counter()
     t0 = time.perf_counter()
     df = pd.read_csv(path)
     read_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model, res, caught = fit(df, reml)
+    model, res, caught = fit(df, reml, method)
     fit_s = time.perf_counter() - t0
     cov_re = np.asarray(res.cov_re)
     out = {
@@ -48,6 +53,7 @@ def main() -> None:
         "statsmodels_version": statsmodels.__version__,
         "data": path,
         "method": "REML" if reml else "ML",
+        "optimiser": method or "default",
         "n_obs": int(model.nobs),
         "n_groups": int(model.n_groups),
         "loglik": float(res.llf),
