@@ -2,6 +2,7 @@
 
     python benchmarks/recovery/oracle.py --reps 2000             # default registry size
     python benchmarks/recovery/oracle.py --reps 2000 --patients 400
+    python benchmarks/recovery/oracle.py --compare-with n400_seed40000_reps800   # the same registries as run.py
 
 A diagnostic for docs/validation.md, not part of the pipeline. It bypasses the cohort builder and the
 REML fit: for each replicate it draws a sampled registry with the generator (``Generator(N, rng,
@@ -11,6 +12,9 @@ follow-up PFTs after the window up to the planned end of follow-up), and compute
 least-squares estimate of the 36-month AZA - MMF difference at the **true** variance parameters, with its
 exact conditional SE ``sqrt(c' (sum X'V^-1 X)^-1 c)``. If the generated data follow the model, the GLS
 estimate is unbiased and z = (estimate - truth) / SE has SD 1 whatever the design.
+
+With ``--compare-with LABEL`` it uses the seeds and registry size of a ``run.py`` output and compares the
+oracle with the pipeline replicate by replicate (same registries).
 
 With ``--model-data`` the outcome values are replaced by draws from the model itself (normal random
 effects, normal residuals, no rounding or clipping) on the same visits and covariates: a check of this
@@ -115,7 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patients", type=int, default=None)
     ap.add_argument("--seed", type=int, default=7_000_000)
     ap.add_argument("--model-data", action="store_true", help="replace the values by draws from the model")
+    ap.add_argument("--compare-with", metavar="LABEL",
+                    help="use the seeds and N of the run.py output LABEL (e.g. n400_seed40000_reps800) and compare "
+                         "the oracle's estimate with the pipeline's, replicate by replicate")
     args = ap.parse_args(argv)
+    pipeline = None
+    if args.compare_with:
+        import json
+        from pathlib import Path
+
+        out_dir = Path(__file__).resolve().parent / "out"
+        meta = json.loads((out_dir / f"{args.compare_with}_meta.json").read_text())
+        pipeline = pd.read_csv(out_dir / f"{args.compare_with}_reps.csv")
+        pipeline = pipeline[pipeline["month"] == MONTH]
+        args.patients, args.seed = meta["patients"], meta["seed"]
+        args.reps = int(pipeline["rep"].max()) + 1
     protocol = load_protocol("huapaya2019")
     truth = {o: MODELS[o].arm_difference(MONTH) for o in OUTCOMES}
     out = []
@@ -145,6 +163,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {r} | {g['estimate'].mean() - g['truth'].iloc[0]:+.3f} ({emp / math.sqrt(r):.3f}) | "
               f"{emp:.3f} | {g['se'].mean():.3f} | {g['z'].std(ddof=1):.3f} ({1 / math.sqrt(2 * (r - 1)):.3f}) | "
               f"{100 * cov:.1f}% ({100 * math.sqrt(cov * (1 - cov) / r):.1f}%) |")
+    if pipeline is not None:
+        m = res.merge(pipeline[["rep", "outcome", "estimate", "se", "covered"]], on=["rep", "outcome"],
+                      suffixes=("", "_pipeline"))
+        print(f"\nsame registries through the pipeline ({args.compare_with}):\n")
+        print("| outcome | reps | SD oracle GLS | SD pipeline | corr | mean exact SE | mean pipeline SE | "
+              "coverage oracle | coverage pipeline |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for name, g in m.groupby("outcome", sort=False):
+            print(f"| {name} | {len(g)} | {g['estimate'].std(ddof=1):.3f} | {g['estimate_pipeline'].std(ddof=1):.3f} | "
+                  f"{np.corrcoef(g['estimate'], g['estimate_pipeline'])[0, 1]:.4f} | {g['se'].mean():.3f} | "
+                  f"{g['se_pipeline'].mean():.3f} | {100 * (g['z'].abs() <= 1.959964).mean():.1f}% | "
+                  f"{100 * g['covered'].mean():.1f}% |")
     return 0
 
 
