@@ -2,7 +2,8 @@
 
 Random intercepts and slopes are drawn from distributions bounded below (intercept scores standardised
 Gamma(2), right-skewed and never below -1.41 SD; slope scores uniform within +-1.73 SD; combined to the
-model's SDs and correlation), so that outcome values stay inside their plausible range without clipping.
+model's SDs and correlation), so that outcome values rarely leave their plausible range (about 0.35% of DLCO values are clipped to it;
+see docs/validation.md).
 
 A *balanced* registry (the default one) fixes, by construction, what would otherwise be left to the
 luck of the seed:

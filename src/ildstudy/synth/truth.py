@@ -102,7 +102,8 @@ def build_truth(protocol, group: np.ndarray, ae: np.ndarray, balanced: bool) -> 
         fixed = {k.replace("AZA", names[0]): float(v) for k, v in m.fixed_effects().items()}
         model[o] = {"formula": FORMULA.format(y=o), "fixed_effects": fixed,
                     "random_effects": {"sd": [m.sd_intercept, m.sd_slope], "corr": m.corr,
-                                       "distribution": "uniform scores (bounded at +-sqrt(3) SD)"},
+                                       "distribution": ("intercept scores standardised Gamma(2) (right-skewed, >= -1.41 SD); "
+                                                        "slope scores uniform (within +-sqrt(3) SD)")},
                     "residual_sd": m.residual_sd, "rounding": 10.0 ** -m.decimals, "range": [m.low, m.high]}
     model["prednisone_mg"]["rounding"] = {f"{k} mg": v for k, v in STEROID_STEP.items()}
     notes = (
