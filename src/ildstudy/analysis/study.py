@@ -154,14 +154,15 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
         tables[f"{name}_arm_differences"] = o.arm_differences
     tables["adverse_events_by_arm"] = ae.by_arm
     tables["adverse_events_by_category"] = ae.by_category_wide()
-    tables["discontinuation_at_months"] = disc.at_times_table()
+    at_months = disc.at_times_table()
+    tables["discontinuation_at_months"] = at_months
     count_columns = {
         "attrition": [c for c in attrition.columns if c.startswith(("excluded", "remaining"))],
         "table1": arms,
         "adverse_events_by_arm": ["patients_with_event", "n", "events", "events_led_to_discontinuation",
                                   "patients_with_discontinuation"],
         "adverse_events_by_category": [f"{a}_{c}" for a in arms for c in ("patients", "n", "events")],
-        "discontinuation_at_months": [c for c in ("n_risk", "n_event", "n_censor") if c in disc.at_times_table().columns],
+        "discontinuation_at_months": [c for c in ("n_risk", "n_event", "n_censor") if c in at_months.columns],
     }
     linked = {"adverse_events_by_arm": {"percent": "patients_with_event"},
               "adverse_events_by_category": {f"{a}_percent": f"{a}_patients" for a in arms}}

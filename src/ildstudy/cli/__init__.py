@@ -14,21 +14,7 @@ from ildstudy.errors import DataError, IldStudyError
 from ildstudy.cli.app import app, err
 
 # Each module registers its commands on ``app`` when imported.
-from ildstudy.cli import data_commands as _data_commands  # noqa: F401,E402
-
-
-def _register_optional() -> None:
-    import importlib
-
-    for name in ("lmm_command", "study_commands"):
-        try:
-            importlib.import_module(f"ildstudy.cli.{name}")
-        except ModuleNotFoundError as exc:  # the command's module is not written yet
-            if exc.name != f"ildstudy.cli.{name}":
-                raise
-
-
-_register_optional()
+from ildstudy.cli import data_commands, lmm_command, study_commands  # noqa: F401,E402
 
 
 def report_error(exc: IldStudyError) -> None:

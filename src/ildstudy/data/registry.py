@@ -38,7 +38,7 @@ class Registry:
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables[name]
 
-    def to_duckdb(self, con=None, *, progress=None):
+    def to_duckdb(self, con=None):
         """Write every table into a DuckDB connection (a new in-memory one by default); return it."""
         import duckdb
 
@@ -51,8 +51,6 @@ class Registry:
             con.register("_ildstudy_frame", frame)
             con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT {casts} FROM _ildstudy_frame')
             con.unregister("_ildstudy_frame")
-            if progress:
-                progress()
         return con
 
     def sha256(self) -> str:
