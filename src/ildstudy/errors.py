@@ -61,3 +61,25 @@ class ProtocolError(IldStudyError):
 
 class ModelError(IldStudyError):
     """A model cannot be specified or fitted as asked (bad formula, missing column, ...)."""
+
+
+class CohortError(IldStudyError):
+    """The cohort is empty, an arm is empty, or an arm is too small for a step (e.g. the mixed models).
+
+    ``attrition`` is the attrition table built so far (a pandas DataFrame, or ``None``), so that the CLI can
+    write it even though the study cannot run; ``step`` names the cohort step or analysis step that emptied
+    or starved the cohort.
+    """
+
+    def __init__(self, message: str, *, attrition=None, step: str | None = None):
+        super().__init__(message)
+        self.attrition = attrition
+        self.step = step
+
+
+class OutputError(IldStudyError):
+    """An output path cannot be used (it is an input, a user's folder or file, read-only, full disk, ...)."""
+
+
+class EnvironmentFailure(IldStudyError):
+    """The operating system refused something (disk full, permission denied, ...); the message gives its reason."""
