@@ -2,8 +2,10 @@
 
 THIS IS A FIXTURE, NOT A RESULT. The numbers are made up to *resemble* the published study
 (AZA 66 / MMF 44, adverse events 22/66 vs 6/44, 36-month AZA − MMF differences near +1.9, −8.2 and
-−6.6) so the report can be laid out and tested before the real pipeline exists. No model was fitted
-to produce them; nothing here may be quoted or compared against anything.
+−6.6) so the report can be laid out and tested without running the pipeline. No model was fitted
+to produce them; nothing here may be quoted or compared against anything. The outcome models and
+Table 1 are typed results filled with made-up numbers; the adverse-event and discontinuation results
+are the real analysis functions run on made-up per-patient data (so they have their real types).
 
 >>> result = fake_study_result()
 >>> result.arms
@@ -16,7 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ildstudy.analysis.adverse_events import AdverseEventResult, compare_adverse_events
+from ildstudy.analysis.discontinuation import DiscontinuationResult, discontinuation
 from ildstudy.analysis.result import OutcomeResult, StudyResult
+from ildstudy.analysis.table1 import Table1Result
 from ildstudy.protocol import load_protocol
 
 ARMS = {"AZA": 66, "MMF": 44}
@@ -102,37 +107,36 @@ def _outcome(protocol, outcome, rng: np.random.Generator) -> OutcomeResult:
     )
 
 
-def _km(rng: np.random.Generator) -> tuple[pd.DataFrame, dict]:
-    """Made-up discontinuation times, summarised as a product-limit table with Greenwood CIs."""
-    rates = {"any_reason": {"AZA": 1 / 40, "MMF": 1 / 55}, "adverse_event": {"AZA": 1 / 110, "MMF": 1 / 300}}
+def _adverse_events(cats: dict[str, tuple[int, int]], test: str) -> AdverseEventResult:
+    """AE[arm] of the arm's patients have events; each category's patients are taken in turn from them."""
+    per_patient, events = [], []
+    for j, (arm, n) in enumerate(ARMS.items()):
+        ids = [f"{arm}{i:03d}" for i in range(n)]
+        per_patient += [{"patient_id": pid, "arm": arm, "any_event": i < AE[arm]} for i, pid in enumerate(ids)]
+        nxt = 0
+        for cat, counts in cats.items():
+            for _ in range(counts[j]):
+                events.append({"patient_id": ids[nxt % AE[arm]], "arm": arm, "category": cat,
+                               "led_to_discontinuation": False})
+                nxt += 1
+    return compare_adverse_events(pd.DataFrame(per_patient), pd.DataFrame(events), list(ARMS), "MMF", test=test)
+
+
+def _discontinuation(rng: np.random.Generator) -> DiscontinuationResult:
+    """Made-up stop times: exponential any-reason stops, a share of them for adverse events, uniform censoring."""
+    rates = {"AZA": 1 / 40, "MMF": 1 / 55}
+    ae_share = {"AZA": 0.35, "MMF": 0.15}
     rows = []
-    for analysis, by_arm in rates.items():
-        for arm, n in ARMS.items():
-            t_event = rng.exponential(1 / by_arm[arm], n)
-            t_cens = rng.uniform(14, 60, n)
-            time = np.round(np.minimum(t_event, t_cens), 1)
-            event = t_event <= t_cens
-            surv, var_sum = 1.0, 0.0  # one row per distinct time, no time-0 row (as survfit)
-            for t in np.unique(time):
-                at_risk = int((time >= t).sum())
-                d = int(((time == t) & event).sum())
-                c = int(((time == t) & ~event).sum())
-                if d:
-                    surv *= 1 - d / at_risk
-                    var_sum += d / (at_risk * (at_risk - d)) if at_risk > d else 0.0
-                half = 1.96 * surv * np.sqrt(var_sum)
-                rows.append(dict(analysis=analysis, arm=arm, time=float(t), n_risk=at_risk, n_event=d,
-                                 n_censor=c, survival=surv, ci_low=max(0.0, surv - half),
-                                 ci_high=min(1.0, surv + half)))
-    km = pd.DataFrame(rows)
-    block = {
-        "km": km.to_dict(orient="records"),
-        "logrank_p": 0.214,
-        "cox_hr": {"estimate": 1.38, "ci_low": 0.83, "ci_high": 2.29, "p": 0.212},
-        "adverse_event": {"logrank_p": 0.031,
-                          "cox_hr": {"estimate": 3.10, "ci_low": 1.06, "ci_high": 9.05, "p": 0.039}},
-    }
-    return km, block
+    for arm, n in ARMS.items():
+        t_event = rng.exponential(1 / rates[arm], n)
+        t_cens = rng.uniform(14, 60, n)
+        ae = rng.uniform(size=n) < ae_share[arm]
+        for i in range(n):
+            rows.append({"patient_id": f"{arm}{i:03d}", "arm": arm,
+                         "months": float(np.round(min(t_event[i], t_cens[i]), 1)),
+                         "event": bool(t_event[i] <= t_cens[i]),
+                         "reason": "adverse_event" if ae[i] else "inefficacy"})
+    return discontinuation(pd.DataFrame(rows), list(ARMS), "MMF")
 
 
 def fake_study_result(*, title: str | None = None, arm_label: str | None = None,
@@ -170,7 +174,7 @@ def fake_study_result(*, title: str | None = None, arm_label: str | None = None,
 
     # As the Table 1 code writes it: one row per continuous or binary variable (a binary's level is the
     # value counted), one per level of a categorical one; p, test, SMD, missing on its first row only.
-    table1 = pd.DataFrame(
+    t1_table = pd.DataFrame(
         [("age", "Age at index, years", None, "49.8 (11.9)", "51.2 (12.4)", 0.551, "Welch t-test", 0.115, 0),
          ("sex", "Female", "F", "44 (66.7%)", "30 (68.2%)", 0.969, "Yates chi-squared", 0.032, 0),
          ("antisynthetase", "Antisynthetase antibody", True, "43 (65.2%)", "27 (61.4%)", 0.838,
@@ -189,32 +193,16 @@ def fake_study_result(*, title: str | None = None, arm_label: str | None = None,
 
     outcomes = {o.name: _outcome(protocol, o, rng) for o in protocol.outcomes}
 
+    table1 = Table1Result(arms=tuple(ARMS), n=dict(ARMS), table=t1_table, numbers=pd.DataFrame(),
+                          tests=pd.DataFrame())
+
     cats = dict(AE_CATEGORIES)
     if category is not None:
         cats[category] = (1, 1)
-    # Long form, as the adverse-event code writes it: one row per category and arm.
-    by_cat = pd.DataFrame([
-        {"category": c, "arm": arm, "patients_with_event": k, "n": ARMS[arm], "percent": 100 * k / ARMS[arm],
-         "events": k, "fisher_p": 0.5}
-        for c, counts in cats.items() for arm, k in zip(ARMS, counts)])
-    adverse_events = {
-        "by_arm": {arm: {"patients_with_event": AE[arm], "n": n, "percent": 100 * AE[arm] / n}
-                   for arm, n in ARMS.items()},
-        "reference_arm": "MMF", "test": protocol.analysis.adverse_event_test,
-        "test_name": "Yates-corrected chi-squared", "statistic": 4.41, "p": 0.0357, "fisher_p": 0.0247,
-        "risk_difference": {"estimate": 22 / 66 - 6 / 44, "ci_low": 0.045, "ci_high": 0.349, "method": "Wald"},
-        "by_category": [{"category": c, **{arm: {"patients_with_event": k, "n": ARMS[arm],
-                                                  "percent": 100 * k / ARMS[arm], "events": k}
-                                           for arm, k in zip(ARMS, counts)}, "fisher_p": 0.5}
-                        for c, counts in cats.items()],
-    }
-    km, discontinuation = _km(rng)
     provenance = {"ildstudy_version": "0.1.0", "protocol_sha256": protocol.sha256(),
                   "data_sha256": "f" * 8 + "0" * 56}
-    results = {"schema_version": 1, "protocol_sha256": provenance["protocol_sha256"],
-               "data_sha256": provenance["data_sha256"], "arms": {a: {"n": n} for a, n in ARMS.items()}}
     return StudyResult(
         protocol=protocol, arms=dict(ARMS), attrition=attrition, table1=table1, outcomes=outcomes,
-        adverse_events=adverse_events, adverse_events_by_category=by_cat,
-        discontinuation=discontinuation, km=km, results=results, provenance=provenance,
+        adverse_events=_adverse_events(cats, protocol.analysis.adverse_event_test),
+        discontinuation=_discontinuation(rng), provenance=provenance,
     )

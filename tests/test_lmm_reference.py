@@ -20,20 +20,31 @@ from ildstudy.lmm import fit_lmm
 
 FIXTURES = Path(__file__).parent / "reference" / "lmm"
 
+# Tolerances are set just above the worst difference actually achieved over all fixtures (measured when
+# they were tightened, issue 16; re-measure with the loop in each test if a fixture is added). Where the worst
+# case is a fixture on which lme4's default optimiser did not converge (orthodont_ml, lme4's own warning), the
+# difference is lme4's, not ours: our criterion is lower there (by 3.5e-5).
 CRITERION_RTOL = 1e-6
-"""REML criterion / deviance never worse than lme4's: ours <= lme4 * (1 + 1e-6)."""
-ESTIMATE_SE_FRACTION = 0.01
-"""Fixed effects, marginal means and contrasts: |ours - R| <= 1% of R's standard error."""
-SE_RTOL = 0.005
-"""Standard errors: 0.5% relative."""
-DF_RTOL = 0.02
-"""Satterthwaite degrees of freedom: 2% relative."""
+"""REML criterion / deviance never worse than lme4's: ours <= lme4 * (1 + 1e-6). Achieved: at most +1.1e-12
+(sleepstudy_intercept_reml), i.e. equal; lower by 3.5e-5 on orthodont_ml."""
+ESTIMATE_SE_FRACTION = 1e-4
+"""Fixed effects, marginal means, contrasts, slopes: |ours - R| <= 1e-4 of R's standard error.
+Achieved: 5.0e-5 (ild110_reml, smoker); marginal means 2.5e-5, contrasts and slopes 4.6e-5 (ild110_reml)."""
+SE_RTOL = 1e-3
+"""Standard errors: 0.1% relative. Achieved: 6.5e-4 (orthodont_ml, unconverged in lme4), 2.8e-4 otherwise."""
+DF_RTOL = 0.005
+"""Satterthwaite degrees of freedom: 0.5% relative. Achieved: 7.9e-4 (orthodont_ml), 4.5e-4 (orthodont_reml)."""
 SD_RTOL = 0.005
-"""Residual SD and random-effect SDs: 0.5% relative (absolute 1e-4 x residual SD when R's SD is 0)."""
-CORR_ATOL = 0.01
-"""Random-effect correlations: 0.01 absolute (NaN where an SD is 0, as in R)."""
-RANEF_SD_FRACTION = 0.01
-"""Conditional modes (BLUPs): |ours - R| <= 1% of that term's random-effect SD (+1e-8)."""
+"""Residual SD and random-effect SDs: 0.5% relative (absolute 1e-4 x residual SD when R's SD is 0).
+Achieved: random-effect SD 4.0e-3 (orthodont_ml, unconverged in lme4), 1.1e-3 otherwise; residual SD 2.7e-4."""
+CORR_ATOL = 0.005
+"""Random-effect correlations: absolute (NaN where an SD is 0, as in R). Achieved: 2.7e-3 (orthodont_ml)."""
+RANEF_SD_FRACTION = 0.005
+"""Conditional modes (BLUPs): |ours - R| <= this fraction of the term's random-effect SD (+1e-8), on fixtures
+where lme4 converged. Achieved: 3.6e-3 (orthodont_reml)."""
+CI_SE_FRACTION = ESTIMATE_SE_FRACTION + 2.5 * SE_RTOL
+"""Confidence limits, as a fraction of R's SE: |d ci| <= |d estimate| + t_crit |d se| (+ se |d t_crit|, negligible
+at these df), with t_crit <= 2.5 at 95% for df >= 6. Achieved: 3.7e-4 (orthodont_reml)."""
 LOGLIK_ATOL = 1e-6
 """logLik / AIC / BIC follow from the criterion: ours may only be better, by rounding at most this much worse."""
 
@@ -147,7 +158,7 @@ def test_conditional_modes(case):
 
 
 THETA_RTOL = 1e-4
-"""theta against R's bobyqa refit (``optimum_check``) where lme4's default run did not converge."""
+"""theta against R's bobyqa refit (``optimum_check``). Achieved: 5.3e-6 relative (singular_slope_reml)."""
 
 
 def test_optimum_check(case):
@@ -194,7 +205,8 @@ def test_emmeans(path, index):
         assert key in ours, f"{label}: no mean for {key}"
         _check(ours[key], row, "emmean", label + f" mean {key}", estimate_name="estimate")
         if "lower_cl" in row:
-            assert abs(ours[key]["ci_low"] - row["lower_cl"]) <= ESTIMATE_SE_FRACTION * row["se"] * 3, f"{label}: CI"
+            for mine, theirs in (("ci_low", "lower_cl"), ("ci_high", "upper_cl")):
+                assert abs(ours[key][mine] - row[theirs]) <= CI_SE_FRACTION * row["se"], f"{label}: {mine}"
 
     method = spec.get("method", "revpairwise")
     ref = None
@@ -213,6 +225,43 @@ def test_emmeans(path, index):
             assert abs(ours_c[key]["t_ratio"] - row["t_ratio"]) <= ESTIMATE_SE_FRACTION + SE_RTOL * abs(row["t_ratio"]), (
                 f"{label} contrast {key}: t ratio"
             )
+
+
+def _emtrends_cases():
+    out = []
+    for path in _fixture_paths():
+        for i, spec in enumerate(_load(path).get("emtrends", [])):
+            out.append(pytest.param(path, i, id=f"{path.stem}-trend{i}-{spec['specs']}-by-{spec['by']}"))
+    return out
+
+
+@pytest.mark.parametrize(("path", "index"), _emtrends_cases())
+def test_emtrends(path, index):
+    """Slopes and slope contrasts against ``emtrends(fit, ~ specs | by, var, at)`` (lmm_reference.R, trend_block)."""
+    fx = _load(path)
+    spec = fx["emtrends"][index]
+    data = pd.read_csv(FIXTURES / "data" / fx["data"])
+    fit = fit_lmm(fx["formula"], data, reml=fx.get("method", "REML") == "REML", factor_levels=fx.get("factors") or None)
+    specs, by, at, var = spec["specs"], spec["by"], spec["at"], spec["var"]
+    label = f"{fx['case']} emtrends[{index}] {specs} by {by}"
+    result = fit.slopes(var, specs, by=by, at=at)
+    assert result.delta == pytest.approx(spec["delta_var"], rel=1e-12), f"{label}: delta.var"
+    ours = {(_key(row[specs]), _key(row[by])): row for _, row in result.table.iterrows()}
+    assert len(ours) == len(spec["slopes"]), f"{label}: number of slopes"
+    for row in spec["slopes"]:
+        key = (_key(row[specs]), _key(row[by]))
+        _check(ours[key], row, "trend", f"{label} slope {key}", estimate_name="estimate")
+        for mine, theirs in (("ci_low", "lower_cl"), ("ci_high", "upper_cl")):
+            assert abs(ours[key][mine] - row[theirs]) <= CI_SE_FRACTION * row["se"], f"{label} slope {key}: {mine}"
+    per_year = fit.slopes(var, specs, by=by, at=at, per=12).table
+    np.testing.assert_allclose(per_year["estimate"], 12 * result.table["estimate"], rtol=1e-12)
+    np.testing.assert_allclose(per_year["df"], result.table["df"], rtol=1e-12)
+    contrasts = fit.slope_contrast(var, specs, by=by, at=at, method=spec["method"])
+    ours_c = {(row["contrast"], _key(row[by])): row for _, row in contrasts.iterrows()}
+    for row in spec["contrasts"]:
+        key = (row["contrast"], _key(row[by]))
+        assert key in ours_c, f"{label}: no slope contrast {key} (ours: {list(ours_c)})"
+        _check(ours_c[key], row, "estimate", f"{label} slope contrast {key}", estimate_name="estimate")
 
 
 def _check(ours, theirs, r_name, label, estimate_name):

@@ -169,11 +169,8 @@ def test_flow_diagram_has_a_box_per_exclusion(written, hostile_result):
 
 def test_optional_parts_missing_still_render(tmp_path):
     full = fake_study_result()
-    bare = dataclasses.replace(
-        full, km=pd.DataFrame(columns=full.km.columns), discontinuation={},
-        adverse_events={}, adverse_events_by_category=pd.DataFrame(), table1=pd.DataFrame(
-            columns=full.table1.columns), attrition=pd.DataFrame(columns=full.attrition.columns),
-        provenance={})
+    bare = dataclasses.replace(full, discontinuation=None, adverse_events=None, table1=None,
+                               attrition=pd.DataFrame(columns=full.attrition.columns), provenance={})
     paths = write_report(bare, tmp_path)
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert html.count("<svg") == len(full.outcomes) + 1  # trajectories and the forest plot
@@ -204,21 +201,21 @@ def test_number_formatting():
     assert p_phrase(0.0001) == "p < 0.001" and p_phrase(0.2) == "p = 0.20"
 
 
-def test_risk_difference_scale_is_read_from_the_percentages():
+def test_risk_difference_is_shown_in_percentage_points():
     from ildstudy.report.extract import risk_difference_pp
 
-    result = fake_study_result()
-    as_points = dataclasses.replace(result, adverse_events={
-        **result.adverse_events, "risk_difference": {"estimate": 19.7, "ci_low": 4.5, "ci_high": 34.9}})
-    assert risk_difference_pp(result)["estimate"] == pytest.approx(19.70, abs=0.01)
-    assert risk_difference_pp(as_points)["estimate"] == pytest.approx(19.7)
+    ae = fake_study_result().adverse_events  # the fixture's 22/66 vs 6/44
+    rd = risk_difference_pp(ae)
+    assert rd["estimate"] == pytest.approx(100 * (22 / 66 - 6 / 44))
+    assert rd["ci_low"] == pytest.approx(100 * ae.risk_difference.ci_low)
+    assert rd["ci_low"] < rd["estimate"] < rd["ci_high"]
 
 
 def test_numbers_at_risk_from_the_km_table():
     from ildstudy.report.extract import km_curve, n_at_risk
 
     result = fake_study_result()
-    curve = km_curve(result, "any_reason", "AZA")
+    curve = km_curve(result.discontinuation.any_reason, "AZA")
     assert n_at_risk(curve, 0.0) == 66
     t = float(curve["time"].iloc[5])
     assert n_at_risk(curve, t) == int(curve["n_risk"].iloc[5])
@@ -241,20 +238,15 @@ def test_inline_svg_prefixes_ids_and_references():
         inline_svg(svg, "bad id", "x")
 
 
-def test_adverse_events_by_category_read_in_long_wide_or_results_form():
+def test_adverse_events_by_category_come_from_the_typed_result():
     from ildstudy.report.extract import ae_by_category
 
-    result = fake_study_result()
-    arms = ["AZA", "MMF"]
-    long = result.adverse_events_by_category
-    wide = pd.DataFrame([
-        {"category": cat, **{f"{r['arm']}_{k}": r[c] for r in grp.to_dict(orient="records")
-                             for k, c in (("patients", "patients_with_event"), ("n", "n"), ("percent", "percent"))}}
-        for cat, grp in long.groupby("category", sort=False)])
-    expected = ae_by_category(result, arms)
-    assert expected[0]["category"] == "Cytopenia" and expected[0]["arms"]["AZA"]["patients"] == 8
-    assert ae_by_category(dataclasses.replace(result, adverse_events_by_category=wide), arms) == expected
-    assert ae_by_category(dataclasses.replace(result, adverse_events_by_category=pd.DataFrame()), arms) == expected
+    ae = fake_study_result().adverse_events
+    rows = ae_by_category(ae, ["AZA", "MMF"])
+    # the fixture's made-up counts (report_fixtures.AE_CATEGORIES), most frequent first
+    assert [r["category"] for r in rows[:2]] == ["Cytopenia", "GI intolerance"]
+    assert rows[0]["arms"]["AZA"] == {"patients": 8, "n": 66, "percent": pytest.approx(100 * 8 / 66)}
+    assert len(rows) == ae.by_category["category"].nunique()
 
 
 def test_table1_rows_use_labels_and_indent_levels(written):

@@ -155,3 +155,18 @@ def test_share_suppresses_small_counts(demo_runs):
     for col in ("excluded", "remaining", "remaining_AZA", "remaining_MMF"):
         for v in share[col].dropna():
             assert v == "<5" or int(v) == 0 or int(v) >= 5, (col, v)
+
+
+def test_front_door_gives_the_cli_outputs_byte_for_byte(demo_runs, tmp_path):
+    """``ildstudy.run_study`` + the one serializer reproduce the demo's results.json and tables/ exactly."""
+    import ildstudy
+    from ildstudy.analysis.serialize import results_document, study_tables
+    from ildstudy.report.exports import canonical_json, write_tables
+
+    a, _ = demo_runs
+    result = ildstudy.run_study("huapaya2019", a / "registry")
+    assert canonical_json(results_document(result)) == (a / "results.json").read_text(encoding="utf-8")
+    write_tables(study_tables(result), tmp_path, xlsx=False)
+    for csv in sorted((a / "tables").glob("*.csv")):
+        assert (tmp_path / csv.name).read_bytes() == csv.read_bytes(), csv.name
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == sorted(p.name for p in (a / "tables").glob("*.csv"))

@@ -69,7 +69,7 @@ def test_same_seed_same_bytes(tmp_path, fmt, n):
     write_registry(a, n_patients=n, seed=11, fmt=fmt)
     write_registry(b, n_patients=n, seed=11, fmt=fmt)
     assert file_hashes(a) == file_hashes(b)
-    assert len(file_hashes(a)) == 6                      # five tables and truth.json
+    assert len(file_hashes(a)) == 7                      # five tables, truth.json and the .ildstudy-output marker
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -132,10 +132,17 @@ def test_csv_parquet_xlsx_load_into_identical_duckdb_tables(tmp_path):
         pd.testing.assert_frame_equal(frames["csv", name], frames["xlsx", name])
 
 
-def test_folder_with_tables_of_another_format_is_refused(tmp_path):
-    write_registry(tmp_path, n_patients=20, seed=1, fmt="csv")
-    with pytest.raises(IldStudyError, match="patients.csv"):
-        write_registry(tmp_path, n_patients=20, seed=1, fmt="parquet")
+def test_no_folder_ends_up_with_tables_of_two_formats(tmp_path):
+    """An earlier synthetic registry is replaced as a whole; a user's folder of tables is refused."""
+    write_registry(tmp_path / "r", n_patients=20, seed=1, fmt="csv")
+    write_registry(tmp_path / "r", n_patients=20, seed=1, fmt="parquet")
+    assert sorted(p.suffix for p in (tmp_path / "r").iterdir() if p.stem in TABLES) == [".parquet"] * len(TABLES)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "patients.csv").write_text("patient_id\n")
+    with pytest.raises(IldStudyError, match="not written by ildstudy"):
+        write_registry(mine, n_patients=20, seed=1, fmt="parquet")
+    assert [p.name for p in mine.iterdir()] == ["patients.csv"]
 
 
 def test_unknown_format_is_refused(tmp_path):

@@ -13,18 +13,26 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError,
+                      field_validator, model_validator)
 
+from ildstudy.data.coerce import category_lookup
+from ildstudy.data.schema import PATIENTS
 from ildstudy.errors import ProtocolError
+from ildstudy.reference.drugs import DrugNames, declared_drug_names
 
 BUILTIN = ("huapaya2019",)
 Covariate = Literal["sex", "age", "antisynthetase", "smoking"]
+#: A number: TOML integer or float, never a string or a boolean.
+Number = Annotated[float, Field(strict=True)]
+DAYS_PER_MONTH = 30.4375
 
 
 class _Settings(BaseModel):
@@ -32,30 +40,33 @@ class _Settings(BaseModel):
 
 
 class Population(_Settings):
-    diagnoses: tuple[str, ...] = Field(min_length=1)
-    require_ild: bool = True
+    diagnoses: tuple[StrictStr, ...] = Field(min_length=1)
+    require_ild: StrictBool = True
 
 
 class Arm(_Settings):
-    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
-    label: str = ""
-    drugs: tuple[str, ...] = Field(min_length=1)
-
-    @field_validator("drugs")
-    @classmethod
-    def _lower(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(d.strip().lower() for d in v)
+    name: StrictStr = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    label: StrictStr = ""
+    drugs: tuple[StrictStr, ...] = Field(min_length=1)
 
 
 class Index(_Settings):
     data_cut: dt.date
 
+    @field_validator("data_cut", mode="before")
+    @classmethod
+    def _date_only(cls, v: Any) -> Any:
+        # a TOML date, or "YYYY-MM-DD" text; not a number (pydantic would read it as a Unix time) or a datetime
+        if isinstance(v, dt.datetime) or not isinstance(v, (dt.date, str)):
+            raise ValueError("must be a date, written 2018-12-31 or \"2018-12-31\"")
+        return v
+
 
 class Window(_Settings):
     """Days relative to the index date, inclusive."""
 
-    from_days: int
-    to_days: int
+    from_days: StrictInt
+    to_days: StrictInt
 
     @model_validator(mode="after")
     def _ordered(self) -> "Window":
@@ -65,12 +76,7 @@ class Window(_Settings):
 
 
 class OtherAgents(Window):
-    drugs: tuple[str, ...]
-
-    @field_validator("drugs")
-    @classmethod
-    def _lower(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(d.strip().lower() for d in v)
+    drugs: tuple[StrictStr, ...]
 
 
 class Exclusions(_Settings):
@@ -79,14 +85,19 @@ class Exclusions(_Settings):
 
 
 class FollowUp(_Settings):
-    max_months: float = Field(gt=0, le=240)
+    max_months: Number = Field(gt=0, le=240)
     analysis: Literal["as_treated", "intention_to_treat"] = "as_treated"
-    grace_days: int = Field(default=30, ge=0)
+    grace_days: StrictInt = Field(default=30, ge=0)
+
+    @property
+    def max_days(self) -> int:
+        """Last day of follow-up relative to index: round(max_months x 30.4375), halves up (60 -> 1826)."""
+        return math.floor(self.max_months * DAYS_PER_MONTH + 0.5)
 
 
 class Outcome(_Settings):
     name: Literal["fvc_pct_pred", "dlco_pct_pred", "prednisone_mg"]
-    label: str = ""
+    label: StrictStr = ""
     source: Literal["pft", "glucocorticoids"]
     time_model: Literal["linear", "categorical"] = "linear"
     random_effects: Literal["intercept_slope", "intercept"] = "intercept_slope"
@@ -101,10 +112,12 @@ class Outcome(_Settings):
 
 class Analysis(_Settings):
     covariates: tuple[Covariate, ...] = ("sex", "age", "antisynthetase", "smoking")
-    dose_months: tuple[float, ...] = Field(min_length=1)
-    contrast_months: tuple[float, ...] = Field(min_length=1)
+    dose_months: tuple[Number, ...] = Field(min_length=1)
+    contrast_months: tuple[Number, ...] = Field(min_length=1)
     adverse_event_test: Literal["yates", "chisq", "fisher"] = "yates"
-    median_iqr: tuple[str, ...] = ()
+    median_iqr: tuple[StrictStr, ...] = ()
+    #: Fewest cohort patients an arm may have for the models to be fitted (see docs/protocol.md).
+    min_patients_per_arm: StrictInt = Field(default=10, ge=2)
 
     @field_validator("dose_months", "contrast_months")
     @classmethod
@@ -117,9 +130,9 @@ class Analysis(_Settings):
 class Protocol(_Settings):
     """A complete study protocol. See ``docs/protocol.md``."""
 
-    name: str
-    title: str = ""
-    reference: str = ""
+    name: StrictStr
+    title: StrictStr = ""
+    reference: StrictStr = ""
     population: Population
     arms: tuple[Arm, ...] = Field(min_length=2, max_length=2)
     index: Index
@@ -128,24 +141,19 @@ class Protocol(_Settings):
     follow_up: FollowUp
     outcomes: tuple[Outcome, ...] = Field(min_length=1)
     analysis: Analysis
-    glucocorticoids: dict[str, float]
-    drug_names: dict[str, str] = {}
+    glucocorticoids: dict[StrictStr, Number]
+    drug_names: dict[StrictStr, StrictStr] = {}
+    #: Allow ``[drug_names]`` to map a spelling the built-in table knows to a different generic.
+    override_builtin_drug_names: StrictBool = False
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Protocol":
-        names = [a.name for a in self.arms]
-        if len(set(names)) != len(names):
-            raise ValueError("arm names must differ")
-        overlap = set(self.arms[0].drugs) & set(self.arms[1].drugs)
-        if overlap:
-            raise ValueError(f"drug(s) {sorted(overlap)} belong to both arms")
-        if any(v <= 0 for v in self.glucocorticoids.values()):
-            raise ValueError("glucocorticoids: every equivalent dose must be > 0 mg")
-        if "prednisone" not in self.glucocorticoids:
-            raise ValueError("glucocorticoids: must include prednisone")
-        if self.analysis.contrast_months[-1] > self.follow_up.max_months:
-            raise ValueError("analysis.contrast_months: beyond follow_up.max_months")
-        return self
+    def _checked(self) -> "Protocol":
+        """Diagnoses and drug names through the data's normalisation, then the cross-field rules."""
+        checked = self.model_copy(update=_normalised_names(self))
+        problems = _consistency_problems(checked)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return checked
 
     @property
     def reference_arm(self) -> str:
@@ -171,6 +179,126 @@ class Protocol(_Settings):
         return hashlib.sha256(self.to_toml().encode()).hexdigest()
 
 
+def _key(path: str, name: str) -> str:
+    return f'{path}."{name}"'
+
+
+def _normalised_names(p: Protocol) -> dict[str, Any]:
+    """Fields with canonical diagnoses and generic drug names; :class:`ValueError` listing every unknown one."""
+    problems: list[str] = []
+    canonical = category_lookup(PATIENTS.column("diagnosis"))
+    allowed = ", ".join(PATIENTS.column("diagnosis").categories)
+    diagnoses: list[str] = []
+    for i, d in enumerate(p.population.diagnoses):
+        c = canonical(d)
+        if c is None:
+            problems.append(f"population.diagnoses[{i}]: {d!r} is not a diagnosis; allowed: {allowed}")
+        elif c in diagnoses:
+            problems.append(f"population.diagnoses[{i}]: {d!r} is {c}, listed already")
+        else:
+            diagnoses.append(c)
+
+    spellings, bad = declared_drug_names(p.drug_names, override_builtin=p.override_builtin_drug_names)
+    problems += [f"{_key('drug_names', k)}: {m}" for k, m in bad]
+    names = DrugNames.builtin(extra_spellings=spellings)
+
+    def generics(key: str, given) -> list[str]:
+        out: list[str] = []
+        for j, d in enumerate(given):
+            g = names.generic(d)
+            if g is None:
+                problems.append(
+                    f"{key}[{j}]: {d!r} is not a known drug name; declare it under [drug_names] "
+                    f"(\"{d}\" = \"{d}\" for a new generic name, or \"{d}\" = \"<generic>\" for another spelling)")
+            elif g in out:
+                problems.append(f"{key}[{j}]: {d!r} is {g}, listed already")
+            else:
+                out.append(g)
+        return out
+
+    arms = [a.model_copy(update={"drugs": tuple(generics(f"arms[{i}].drugs", a.drugs))})
+            for i, a in enumerate(p.arms)]
+    other = p.exclusions.other_agents
+    other = other.model_copy(update={"drugs": tuple(generics("exclusions.other_agents.drugs", other.drugs))})
+    glucocorticoids: dict[str, float] = {}
+    for k, v in p.glucocorticoids.items():
+        g = names.generic(k)
+        if g is None:
+            problems.append(f"{_key('glucocorticoids', k)}: not a known drug name; declare it under [drug_names]")
+        elif g in glucocorticoids:
+            problems.append(f"{_key('glucocorticoids', k)}: is {g}, listed already")
+        else:
+            glucocorticoids[g] = v
+    if problems:
+        raise ValueError("\n".join(problems))
+    return {
+        "population": p.population.model_copy(update={"diagnoses": tuple(diagnoses)}),
+        "arms": tuple(arms),
+        "exclusions": p.exclusions.model_copy(update={"other_agents": other}),
+        "glucocorticoids": glucocorticoids,
+        "drug_names": spellings,
+    }
+
+
+def _consistency_problems(p: Protocol) -> list[str]:
+    """Rules across fields: arms, drugs in two roles, windows and months against follow-up, outcomes."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, a in enumerate(p.arms):
+        if a.name in seen:
+            problems.append(f"arms[{i}].name: {a.name!r} is the name of arms[{seen[a.name]}] too")
+        seen.setdefault(a.name, i)
+    arm_of: dict[str, str] = {}
+    for i, a in enumerate(p.arms):
+        for j, d in enumerate(a.drugs):
+            if d in arm_of:
+                problems.append(f"arms[{i}].drugs[{j}]: {d!r} belongs to arm {arm_of[d]} too")
+            arm_of.setdefault(d, a.name)
+    for j, d in enumerate(p.exclusions.other_agents.drugs):
+        if d in arm_of:
+            problems.append(f"exclusions.other_agents.drugs[{j}]: {d!r} is a drug of arm {arm_of[d]}")
+    for k, v in p.glucocorticoids.items():
+        if v <= 0:
+            problems.append(f"{_key('glucocorticoids', k)}: the equivalent dose must be > 0 mg")
+    if "prednisone" not in p.glucocorticoids:
+        problems.append("glucocorticoids: must include prednisone")
+
+    fu = p.follow_up
+    end = f"the end of follow-up (follow_up.max_months = {fu.max_months:g}, day {fu.max_days})"
+    if p.baseline.from_days > fu.max_days:
+        problems.append(f"baseline.from_days: day {p.baseline.from_days} is after {end}")
+    elif p.baseline.to_days >= fu.max_days:
+        problems.append(f"baseline.to_days: day {p.baseline.to_days} leaves no day for a follow-up PFT "
+                        f"before {end}")
+    for key, w in (("exclusions.other_agents", p.exclusions.other_agents), ("exclusions.both_arms",
+                                                                            p.exclusions.both_arms)):
+        if w.from_days > fu.max_days:
+            problems.append(f"{key}.from_days: the window starts on day {w.from_days}, after {end}")
+    for key in ("contrast_months", "dose_months"):
+        months = getattr(p.analysis, key)
+        if months[-1] > fu.max_months:
+            problems.append(f"analysis.{key}: month {months[-1]:g} is beyond follow_up.max_months "
+                            f"({fu.max_months:g})")
+    first: dict[str, int] = {}
+    for i, o in enumerate(p.outcomes):
+        if o.name in first:
+            problems.append(f"outcomes[{i}].name: {o.name!r} is the name of outcomes[{first[o.name]}] too")
+        first.setdefault(o.name, i)
+    return problems
+
+
+_TYPE_WORDS = {"int_type": "a whole number", "bool_type": "true or false", "float_type": "a number",
+               "string_type": "text in quotes", "int_from_float": "a whole number"}
+
+
+def _toml_value(v: Any) -> str:
+    """A value as TOML would write it, for messages (``true``, ``"60"``, ``1.5``)."""
+    try:
+        return tomli_w.dumps({"v": v}).strip().removeprefix("v = ")
+    except (TypeError, ValueError):
+        return repr(v)
+
+
 def parse_protocol(text: str, source: str = "protocol") -> Protocol:
     """Parse TOML text into a :class:`Protocol`; raise :class:`ProtocolError` naming each bad key."""
     try:
@@ -181,12 +309,22 @@ def parse_protocol(text: str, source: str = "protocol") -> Protocol:
         return Protocol.model_validate(data)
     except ValidationError as exc:
         lines = []
-        for e in exc.errors():
-            key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        errors = exc.errors()
+        # a list whose bad item was dropped is then "too short": noise next to the item's own error
+        errors = [e for e in errors if not (e["type"] == "too_short" and any(
+            o is not e and o["loc"][:len(e["loc"])] == e["loc"] for o in errors))]
+        for e in errors:
+            key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
             msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
             if e["type"] == "missing":
                 msg = "required key is missing"
-            lines.append(f"{source}: {key}: {msg}")
+            if e["type"] in _TYPE_WORDS:
+                msg = f"must be {_TYPE_WORDS[e['type']]}, got {_toml_value(e.get('input'))}"
+            msg = msg.removeprefix("Value error, ")
+            if key:
+                lines.append(f"{source}: {key}: {msg}")
+            else:  # cross-field rules: each line names its own key
+                lines += [f"{source}: {line}" for line in msg.splitlines()]
         raise ProtocolError("\n".join(lines)) from None
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env Rscript
-# Reference fixtures for ildstudy's linear mixed-model engine (issue 4).
+# Reference fixtures for ildstudy's linear mixed-model engine (issue 4; splines, hinge time and emtrends: issue 15).
 #
 # Run from the repository root:
 #     Rscript tests/reference/lmm_reference.R
@@ -109,9 +109,34 @@ emm_block <- function(fit, specs, by, at, method, note = NULL) {
   blk
 }
 
-fit_case <- function(case, df, data_file, formula, group, reml = TRUE, emm = list(), note = NULL) {
+# Slopes of marginal means (emtrends, emmeans' default delta.var = 0.001 * diff(range(var)), forward difference)
+# and their contrasts (unadjusted), within each `by` cell.
+trend_block <- function(fit, specs, by, var, at, method, note = NULL) {
+  form <- as.formula(paste("~", specs, "|", by))
+  tr <- emtrends(fit, form, var = var, at = at)
+  s <- as.data.frame(summary(tr, infer = c(TRUE, TRUE), level = 0.95, adjust = "none"))
+  trend <- paste0(var, ".trend")
+  rows <- lapply(seq_len(nrow(s)), function(i) {
+    row <- list()
+    for (v in c(specs, by)) row[[v]] <- if (is.factor(s[[v]])) as.character(s[[v]][i]) else num(s[[v]][i])
+    c(row, list(trend = num(s[[trend]][i]), se = num(s$SE[i]), df = num(s$df[i]),
+                lower_cl = num(s$lower.CL[i]), upper_cl = num(s$upper.CL[i]),
+                t_ratio = num(s$t.ratio[i]), p_value = num(s$p.value[i])))
+  })
+  x <- model.frame(fit)[[var]]
+  if (is.null(x)) x <- fit@frame[[var]]
+  if (is.null(x)) x <- eval(parse(text = var), envir = lme4::getData(fit))
+  blk <- list(specs = specs, by = by, var = var, at = lapply(at, function(a) vec(num(a))),
+              delta_var = 0.001 * diff(range(x)), method = method, adjust = "none", level = 0.95,
+              slopes = rows, contrasts = emm_contrasts(contrast(tr, method = method, adjust = "none")))
+  if (!is.null(note)) blk$note <- note
+  blk
+}
+
+fit_case <- function(case, df, data_file, formula, group, reml = TRUE, emm = list(), note = NULL,
+                     trends = list(), extra = list(), control = lmerControl()) {
   n_in <- nrow(df)
-  fit <- lmerTest::lmer(as.formula(formula), data = df, REML = reml)
+  fit <- lmerTest::lmer(as.formula(formula), data = df, REML = reml, control = control)
   msgs <- as.character(c(fit@optinfo$conv$lme4$messages, unlist(fit@optinfo$warnings)))
   conv_msgs <- msgs[!grepl("boundary \\(singular\\) fit", msgs)]   # the singular note is not a convergence failure
   ll <- logLik(fit)
@@ -142,6 +167,8 @@ fit_case <- function(case, df, data_file, formula, group, reml = TRUE, emm = lis
                            criterion_minus_default = crit_b - (if (reml) fx$reml_criterion else fx$deviance),
                            theta = vec(num(getME(fit_b, "theta"))))
   if (length(emm)) fx$emmeans <- lapply(emm, function(e) do.call(emm_block, c(list(fit = fit), e)))
+  if (length(trends)) fx$emtrends <- lapply(trends, function(e) do.call(trend_block, c(list(fit = fit), e)))
+  fx <- c(fx, extra)
   if (!is.null(note)) fx$note <- note
   jsonlite::write_json(fx, file.path(out_dir, paste0(case, ".json")),
                        auto_unbox = TRUE, digits = NA, pretty = TRUE)
@@ -207,7 +234,9 @@ ild_emm <- list(
        note = "arm means at months 0, 12, 36 (other covariates at their means); contrast AZA - MMF at each month"),
   list(specs = "months", by = "arm", at = list(months = c(0, 12, 36)), method = "trt.vs.ctrl1",
        note = "change from month 0 within arm: 'months12 - months0' etc., unadjusted"))
-fit_case("ild110_reml", ild, ildf, ild_formula, "id", TRUE, ild_emm)
+ild_trends <- list(list(specs = "arm", by = "months", var = "months", at = list(months = c(0, 12, 36)),
+                        method = "revpairwise", note = "linear time: the slope is the same at every month"))
+fit_case("ild110_reml", ild, ildf, ild_formula, "id", TRUE, ild_emm, trends = ild_trends)
 fit_case("ild110_ml", ild, ildf, ild_formula, "id", FALSE, ild_emm)
 
 # ---------------------------------------------------------------------------------------------------------
@@ -277,5 +306,46 @@ fit_case("unbalanced_reml", unb, uf, "y ~ t * trt + site + (1 + t | g)", "g", TR
          note = "group sizes 1-8 in the file; 3 rows have a missing outcome and are dropped (na.omit)")
 fit_case("unbalanced_ml", unb, uf, "y ~ t * trt + site + (1 + t | g)", "g", FALSE,
          note = "group sizes 1-8 in the file; 3 rows have a missing outcome and are dropped (na.omit)")
+
+# ---------------------------------------------------------------------------------------------------------
+# 7. Non-linear time on the ild110 data (issue 15): natural cubic splines (splines::ns, knots from quantiles
+#    of the fitted rows' months when df is given; explicit knots and Boundary.knots), and piecewise-linear
+#    time through ildstudy's hinge basis pl(x, knots) = cbind(x, (x - k1)+, (x - k2)+, ...), columns named
+#    1, 2, ... like any matrix-valued term. Means and contrasts at months up to 60 (beyond the last observed
+#    month 57.17, so ns() extrapolates linearly, reusing the training knots through makepredictcall).
+library(splines)
+pl <- function(x, knots) {
+  m <- cbind(x, sapply(knots, function(k) pmax(x - k, 0)))
+  dimnames(m) <- list(NULL, seq_len(ncol(m)))
+  m
+}
+spline_extra <- list(splines_version = as.character(packageVersion("splines")))
+# lme4's default optimiser (nloptwrap) stops short on the ns(df = 3) and pl() models (max|grad| 0.004 and 0.025,
+# lme4's own convergence warning); bobyqa converges without warnings, so these cases use it as the reference.
+bobyqa <- lmerControl(optimizer = "bobyqa")
+spline_months <- c(0, 6, 12, 24, 36, 48, 60)
+spline_emm <- list(
+  list(specs = "arm", by = "months", at = list(months = spline_months), method = "revpairwise",
+       note = "arm means and AZA - MMF at each month; 60 lies beyond the data (linear extrapolation of ns)"),
+  list(specs = "months", by = "arm", at = list(months = spline_months), method = "trt.vs.ctrl1",
+       note = "change from month 0 within arm, unadjusted"))
+spline_trends <- list(list(specs = "arm", by = "months", var = "months", at = list(months = c(0, 6, 12, 24, 36, 60)),
+                           method = "revpairwise", note = "emtrends: forward difference, delta.var = 0.001 * range"))
+covs <- " + female + age + antisynth + smoker + (1 + months | id)"
+fit_case("ild110_ns_reml", ild, ildf, paste0("fvc ~ ns(months, df = 3) * arm", covs), "id", TRUE,
+         spline_emm, trends = spline_trends, extra = spline_extra, control = bobyqa,
+         note = "interior knots at the 1/3 and 2/3 quantiles of months over the 640 rows")
+fit_case("ild110_ns_knots_reml", ild, ildf,
+         "fvc ~ ns(months, knots = c(6, 18), Boundary.knots = c(0, 60)) * arm + (1 + months | id)", "id", TRUE,
+         spline_emm, trends = spline_trends, extra = spline_extra, control = bobyqa,
+         note = "explicit knots and boundary knots")
+pl_formula <- paste0("fvc ~ pl(months, knots = c(6, 12)) * arm", covs)
+pl_fit <- fit_case("ild110_pl_reml", ild, ildf, pl_formula, "id", TRUE, spline_emm, trends = spline_trends,
+                   extra = spline_extra, control = bobyqa, note = "pl() as defined in this script; same fit as months + pmax(months - 6, 0) + pmax(months - 12, 0)")
+# pl() is exactly the hinge terms written out: same REML criterion and fitted values.
+hinge <- lmerTest::lmer(fvc ~ (months + pmax(months - 6, 0) + pmax(months - 12, 0)) * arm + female + age + antisynth +
+                        smoker + (1 + months | id), data = ild, control = bobyqa)
+stopifnot(isTRUE(all.equal(REMLcrit(hinge), REMLcrit(pl_fit), tolerance = 1e-8)),
+          isTRUE(all.equal(unname(fitted(hinge)), unname(fitted(pl_fit)), tolerance = 1e-6)))
 
 cat("fixtures written to", out_dir, "\n")

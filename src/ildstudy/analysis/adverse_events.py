@@ -135,6 +135,9 @@ class AdverseEventResult:
             "by_category": categories,
         }
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Exports to ``tables/``: ``adverse_events_by_arm`` and ``adverse_events_by_category`` (wide)."""
+        return {"adverse_events_by_arm": self.by_arm, "adverse_events_by_category": self.by_category_wide()}
 
     def by_category_wide(self) -> pd.DataFrame:
         """``by_category`` with one row per category: ``category``, then per arm ``<ARM>_patients``, ``<ARM>_n``,

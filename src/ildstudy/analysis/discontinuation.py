@@ -144,6 +144,15 @@ class DiscontinuationResult:
         out["adverse_event"] = self.adverse_event.to_dict()
         return out
 
+    @property
+    def endpoints(self) -> tuple[EndpointResult, EndpointResult]:
+        """``(any_reason, adverse_event)``."""
+        return (self.any_reason, self.adverse_event)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Exports to ``tables/``: ``discontinuation_at_months`` (:meth:`at_times_table`)."""
+        return {"discontinuation_at_months": self.at_times_table()}
+
     def km_table(self) -> pd.DataFrame:
         """Both endpoints' Kaplan–Meier rows stacked, with a first column ``analysis`` ("any_reason",
         "adverse_event")."""

@@ -1,17 +1,27 @@
-"""The result of a study run: what the report, the exports and the Python API consume.
+"""The result of a study run: typed results only, each with ``to_dict()`` (its results.json block) and
+``tables()`` (its exports to ``tables/``).
 
-Every table is a pandas DataFrame without patient identifiers or individual dates;
-``results`` is exactly the content of ``results.json`` (keys of DESIGN.md).
+:class:`StudyResult` holds one typed object per analysis — :class:`~ildstudy.analysis.table1.Table1Result`,
+:class:`OutcomeResult` per outcome, :class:`~ildstudy.analysis.adverse_events.AdverseEventResult`,
+:class:`~ildstudy.analysis.discontinuation.DiscontinuationResult` — and no copy of their numbers. The content of
+``results.json`` is made by one function, :func:`ildstudy.analysis.serialize.results_document`, and the tables by
+:func:`ildstudy.analysis.serialize.study_tables`; the report reads the typed objects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ildstudy.analysis._json import frame_records
 from ildstudy.protocol import Protocol
+
+if TYPE_CHECKING:
+    from ildstudy.analysis.adverse_events import AdverseEventResult
+    from ildstudy.analysis.discontinuation import DiscontinuationResult
+    from ildstudy.analysis.table1 import Table1Result
 
 
 @dataclass(frozen=True)
@@ -42,29 +52,37 @@ class OutcomeResult:
     arm_differences: pd.DataFrame
     observed: pd.DataFrame
 
+    def to_dict(self) -> dict[str, Any]:
+        """results.json's ``outcomes.<name>``: ``{model, marginal_means, change_from_baseline, arm_differences}``
+        (tables as lists of row dicts; the observed values are not written)."""
+        return {"model": self.model, "marginal_means": frame_records(self.marginal_means),
+                "change_from_baseline": frame_records(self.change_from_baseline),
+                "arm_differences": frame_records(self.arm_differences)}
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``<name>_fixed_effects``, ``_marginal_means``, ``_change_from_baseline``, ``_arm_differences``."""
+        return {f"{self.name}_fixed_effects": self.fixed_effects,
+                f"{self.name}_marginal_means": self.marginal_means,
+                f"{self.name}_change_from_baseline": self.change_from_baseline,
+                f"{self.name}_arm_differences": self.arm_differences}
+
 
 @dataclass(frozen=True)
 class StudyResult:
-    """Everything a study run produced.
+    """Everything a study run produced, as typed results.
 
     Attributes
     ----------
     protocol : the protocol that was run.
     arms : arm name -> number of patients, in protocol order (reference arm last).
     attrition : DataFrame[step, reason, excluded, remaining, remaining_<ARM>...]: a first ``registry`` row,
-        one row per cohort step, and a last ``cohort`` row stating registry = excluded + cohort.
-    table1 : DataFrame[variable, level, <ARM>..., p, test, smd, missing].
+        one row per cohort step, and a last ``cohort`` row stating registry = excluded + cohort
+        (written as ``attrition.csv``; results.json lists the rows before the ``cohort`` row).
+    table1 : :class:`~ildstudy.analysis.table1.Table1Result` (``None`` only in partial results built by hand).
     outcomes : outcome name -> :class:`OutcomeResult`.
-    adverse_events : the ``adverse_events`` block of results.json.
-    adverse_events_by_category : DataFrame[category, <ARM>_patients, <ARM>_n, <ARM>_percent, <ARM>_events, ...,
-        fisher_p] (wide).
-    discontinuation : the ``discontinuation`` block of results.json.
-    km : DataFrame[analysis, arm, time, n_risk, n_event, n_censor, survival, ci_low, ci_high]
-        (analysis is ``any_reason`` or ``adverse_event``).
-    results : the content of results.json.
-    tables : every table written to ``tables/`` (name -> DataFrame).
-    count_columns : table name -> columns holding patient counts (suppressed below --min-cell in share/).
-    linked_columns : table name -> {derived column: count column}; a percentage is suppressed with its count.
+    adverse_events : :class:`~ildstudy.analysis.adverse_events.AdverseEventResult` (or ``None``, as above).
+    discontinuation : :class:`~ildstudy.analysis.discontinuation.DiscontinuationResult` (or ``None``).
+    warnings : data warnings of the run, as text (also in results.json).
     provenance : ildstudy version, protocol SHA-256, data SHA-256 (also in results.json); an optional
         ``notice`` (e.g. synthetic demo data) is shown next to the report's title.
     """
@@ -72,14 +90,23 @@ class StudyResult:
     protocol: Protocol
     arms: dict[str, int]
     attrition: pd.DataFrame
-    table1: pd.DataFrame
+    table1: Table1Result | None
     outcomes: dict[str, OutcomeResult]
-    adverse_events: dict[str, Any]
-    adverse_events_by_category: pd.DataFrame
-    discontinuation: dict[str, Any]
-    km: pd.DataFrame
-    results: dict[str, Any]
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    count_columns: dict[str, list[str]] = field(default_factory=dict)
-    linked_columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    adverse_events: AdverseEventResult | None
+    discontinuation: DiscontinuationResult | None
+    warnings: tuple[str, ...] = ()
     provenance: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """The content of results.json (:func:`ildstudy.analysis.serialize.results_document`)."""
+        from ildstudy.analysis.serialize import results_document
+
+        return results_document(self)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Every table written to ``tables/`` (:func:`ildstudy.analysis.serialize.study_tables`)."""
+        from ildstudy.analysis.serialize import study_tables
+
+        return study_tables(self)

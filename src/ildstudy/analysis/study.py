@@ -15,6 +15,7 @@ import pandas as pd
 
 from ildstudy import __version__
 from ildstudy.analysis.adverse_events import compare_adverse_events
+from ildstudy.analysis.cohort_checks import check_cohort_size
 from ildstudy.analysis.discontinuation import discontinuation
 from ildstudy.analysis.result import OutcomeResult, StudyResult
 from ildstudy.analysis.table1 import Variable, table1
@@ -22,8 +23,6 @@ from ildstudy.analysis.trajectories import fit_outcome, model_frame
 from ildstudy.cohort import Cohort, build_cohort
 from ildstudy.data import Registry, load_registry
 from ildstudy.protocol import Protocol, load_protocol
-
-SCHEMA_VERSION = 1
 
 
 def table1_variables(protocol: Protocol) -> list[Variable]:
@@ -65,6 +64,11 @@ def run_study(protocol: Protocol | str | Path, data: Registry | str | Path | Non
     ------
     DataError
         The registry is invalid (every problem listed).
+    CohortError
+        The cohort or an arm is empty, or an arm has fewer than ``analysis.min_patients_per_arm``
+        patients; carries the attrition table and the step that emptied it.
+    ModelError
+        An outcome's model cannot be fitted on this cohort (the message names the outcome).
     """
     step = on_step or (lambda _s: None)
     protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
@@ -89,12 +93,16 @@ def run_study(protocol: Protocol | str | Path, data: Registry | str | Path | Non
 
 def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
                    on_step: Callable[[str], None] | None = None, warnings=()) -> StudyResult:
-    """Everything after the cohort: Table 1, outcome models, adverse events, discontinuation."""
+    """Everything after the cohort: Table 1, outcome models, adverse events, discontinuation.
+
+    Raises :class:`~ildstudy.errors.CohortError` first when the cohort or an arm is empty or too small
+    (see :func:`~ildstudy.analysis.cohort_checks.check_cohort_size`)."""
     step = on_step or (lambda _s: None)
     arms = [a.name for a in protocol.arms]
     ref = protocol.reference_arm
     pts = cohort.patients
     n_by_arm = {a: int((pts["arm"] == a).sum()) for a in arms}
+    check_cohort_size(cohort.attrition, n_by_arm, protocol, with_identity_row(cohort.attrition, n_by_arm))
 
     step("Table 1")
     t1_frame = pts.rename(columns={"baseline_fvc_pct_pred": "fvc_pct_pred",
@@ -124,53 +132,9 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
 
     attrition = with_identity_row(cohort.attrition, n_by_arm)
     provenance = {"ildstudy_version": __version__, "protocol_sha256": protocol.sha256(), "data_sha256": data_hash}
-    results = {
-        "schema_version": SCHEMA_VERSION,
-        "protocol": protocol.name,
-        "protocol_sha256": provenance["protocol_sha256"],
-        "data_sha256": data_hash,
-        "arms": {a: {"n": n_by_arm[a], "label": next(x.label for x in protocol.arms if x.name == a)} for a in arms},
-        "reference_arm": ref,
-        "attrition": cohort.attrition_records(),
-        "table1": t1.records(),
-        "outcomes": {
-            name: {
-                "model": o.model,
-                "marginal_means": o.marginal_means,
-                "change_from_baseline": o.change_from_baseline,
-                "arm_differences": o.arm_differences,
-            }
-            for name, o in outcomes.items()
-        },
-        "adverse_events": ae.to_dict(),
-        "discontinuation": disc.to_dict(),
-        "warnings": [str(w) for w in warnings],
-    }
-    tables = {"attrition": attrition, "table1": t1.table}
-    for name, o in outcomes.items():
-        tables[f"{name}_fixed_effects"] = o.fixed_effects
-        tables[f"{name}_marginal_means"] = o.marginal_means
-        tables[f"{name}_change_from_baseline"] = o.change_from_baseline
-        tables[f"{name}_arm_differences"] = o.arm_differences
-    tables["adverse_events_by_arm"] = ae.by_arm
-    tables["adverse_events_by_category"] = ae.by_category_wide()
-    at_months = disc.at_times_table()
-    tables["discontinuation_at_months"] = at_months
-    count_columns = {
-        "attrition": [c for c in attrition.columns if c.startswith(("excluded", "remaining"))],
-        "table1": arms,
-        "adverse_events_by_arm": ["patients_with_event", "n", "events", "events_led_to_discontinuation",
-                                  "patients_with_discontinuation"],
-        "adverse_events_by_category": [f"{a}_{c}" for a in arms for c in ("patients", "n", "events")],
-        "discontinuation_at_months": [c for c in ("n_risk", "n_event", "n_censor") if c in at_months.columns],
-    }
-    linked = {"adverse_events_by_arm": {"percent": "patients_with_event"},
-              "adverse_events_by_category": {f"{a}_percent": f"{a}_patients" for a in arms}}
     return StudyResult(
-        protocol=protocol, arms=n_by_arm, attrition=attrition, table1=t1.table, outcomes=outcomes,
-        adverse_events=results["adverse_events"], adverse_events_by_category=ae.by_category_wide(),
-        discontinuation=results["discontinuation"], km=disc.km_table(), results=results, tables=tables,
-        count_columns=count_columns, linked_columns=linked, provenance=provenance,
+        protocol=protocol, arms=n_by_arm, attrition=attrition, table1=t1, outcomes=outcomes,
+        adverse_events=ae, discontinuation=disc, warnings=tuple(str(w) for w in warnings), provenance=provenance,
     )
 
 

@@ -142,6 +142,10 @@ class Table1Result:
         return {"arms": list(self.arms), "n": plain(self.n), "rows": self.records(),
                 "numbers": frame_records(self.numbers), "tests": frame_records(self.tests)}
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Exports to ``tables/``: ``{"table1": table}``."""
+        return {"table1": self.table}
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # formatting

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ildstudy.analysis.result import OutcomeResult
+from ildstudy.errors import ModelError
 from ildstudy.lmm import fit_lmm
 from ildstudy.protocol import Outcome, Protocol
 
@@ -63,7 +64,10 @@ def nearest_month(months: np.ndarray, grid: tuple[float, ...]) -> np.ndarray:
 
 
 def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> OutcomeResult:
-    """Fit the protocol's model of one outcome and compute means, changes and arm differences."""
+    """Fit the protocol's model of one outcome and compute means, changes and arm differences.
+
+    Raises :class:`~ildstudy.errors.ModelError` naming the outcome when its model cannot be fitted
+    (e.g. every row has a missing covariate, or the design is collinear)."""
     arms = [a.name for a in protocol.arms]
     levels = {"arm": [protocol.reference_arm] + [a for a in arms if a != protocol.reference_arm]}
     months = [float(m) for m in protocol.analysis.contrast_months]
@@ -75,11 +79,22 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> Ou
         spec, at = "visit", {}
     else:
         spec, at = "months", {"months": months}
-    fit = fit_lmm(formula, data, reml=True, factor_levels=levels)
-
-    means = fit.emmeans("arm", by=spec, at=at).table
-    change = fit.contrast(spec, by="arm", at=at, ref=_ref(spec, months)).table
-    diff = fit.contrast("arm", by=spec, at=at, method="trt.vs.ctrl", ref=protocol.reference_arm).table
+    values = data[outcome.name].dropna()
+    if len(values) and values.nunique() == 1:
+        raise ModelError(f"outcome {outcome.name}: every measurement in the cohort is {values.iloc[0]:g} "
+                         f"({len(values)} measurements); a mixed model of a constant cannot be fitted")
+    try:
+        fit = fit_lmm(formula, data, reml=True, factor_levels=levels)
+        means = fit.emmeans("arm", by=spec, at=at).table
+        change = fit.contrast(spec, by="arm", at=at, ref=_ref(spec, months)).table
+        diff = fit.contrast("arm", by=spec, at=at, method="trt.vs.ctrl", ref=protocol.reference_arm).table
+    except ModelError as exc:
+        counts = data.groupby("arm")["patient"].nunique().reindex(arms, fill_value=0)
+        who = ", ".join(f"{a} {int(n)}" for a, n in counts.items())
+        empty = [c for c in (COVARIATE_COLUMNS[k] for k in protocol.analysis.covariates) if data[c].isna().all()]
+        hint = f"; covariate {', '.join(empty)} is missing for every patient" if empty else ""
+        raise ModelError(f"outcome {outcome.name}: the model {formula!r} cannot be fitted on this cohort "
+                         f"({len(data)} measurements; patients with a measurement: {who}): {exc}{hint}") from None
 
     mm = pd.DataFrame({"arm": means["arm"].astype(str), "month": _as_month(means[spec])})
     mm[CI_COLUMNS] = means[CI_COLUMNS].to_numpy()

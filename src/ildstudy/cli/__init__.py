@@ -1,7 +1,8 @@
 """Command-line interface: ``ildstudy COMMAND``.
 
-Exit codes: 0 success; 2 bad usage, data or protocol (one line per problem on stderr, no
-traceback); 1 unexpected internal error. Set ``ILDSTUDY_DEBUG=1`` to see the traceback of an
+Exit codes: 0 success; 2 bad usage, data or protocol, an unusable ``--out``, or a failure of the
+environment (disk full, read-only or permission denied: the operating system's reason is shown); one
+line per problem on stderr, no traceback; 1 unexpected internal error. Set ``ILDSTUDY_DEBUG=1`` to see the traceback of an
 internal error.
 """
 
@@ -35,6 +36,11 @@ def run(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except IldStudyError as exc:
         report_error(exc)
+        return 2
+    except OSError as exc:  # disk full, read-only, permission denied...: the environment, not a bug
+        from ildstudy.report.outdir import os_reason
+
+        err.print(f"ildstudy: error: {os_reason(exc)}", markup=False)
         return 2
     except KeyboardInterrupt:
         err.print("ildstudy: interrupted")

@@ -49,16 +49,34 @@ def problem_table(problems: list[Problem]) -> Table:
     return table
 
 
-def print_problems(console, problems: list[Problem]) -> None:
+def print_problems(console, problems: list[Problem], max_per_kind: int = 20) -> None:
     """Print the problem table as wide as the terminal, or 160 columns when piped (not 80, which
-    wraps every cell)."""
+    wraps every cell).
+
+    At most ``max_per_kind`` rows are shown per kind of problem (same file, severity and problem text,
+    ignoring any parenthesised hint); one more row counts the rest of that kind.
+    """
     import io
+    import re
 
     from rich.console import Console
 
+    def kind(p: Problem) -> tuple[str, str, str]:
+        return p.file, p.severity, re.sub(r"\s*\(.*\)\s*$", "", p.problem)
+
+    counts: dict[tuple[str, str, str], int] = {}
+    shown: list[Problem] = []
+    for p in problems:
+        k = kind(p)
+        counts[k] = counts.get(k, 0) + 1
+        if counts[k] <= max_per_kind:
+            shown.append(p)
+    for (file, severity, text), n in counts.items():
+        if n > max_per_kind:
+            shown.append(Problem(file, None, None, None, f"... and {n - max_per_kind} more like '{text}'", severity))
     width = console.width if console.is_terminal else 160
     buffer = Console(file=io.StringIO(), width=width, color_system=None, highlight=False, emoji=False)
-    buffer.print(problem_table(problems))
+    buffer.print(problem_table(shown))
     console.print(buffer.file.getvalue(), markup=False, highlight=False, emoji=False, end="")
 
 

@@ -12,13 +12,30 @@ from ildstudy.cli.app import app, err, out, progress
 STEPS = 8  # validate, cohort, table 1, three models, adverse events, discontinuation
 
 
-def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=None, notice=None) -> None:
+def run_inputs(protocol, data, db) -> list[Path]:
+    """The paths a run reads: the registry folder, the DuckDB file, the protocol file (not a built-in name)."""
+    from ildstudy.data.database import duckdb_path
+    from ildstudy.protocol import BUILTIN
+
+    inputs = [Path(data)] if data is not None else []
+    if db is not None and duckdb_path(db) is not None:
+        inputs.append(duckdb_path(db))
+    if str(protocol) not in BUILTIN:
+        inputs.append(Path(protocol))
+    return inputs
+
+
+def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=None, notice=None,
+                   kind: str = "study") -> None:
     from ildstudy.analysis.study import run_study
-    from ildstudy.report.outputs import write_study_outputs
+    from ildstudy.report.outdir import check_output_dir
+    from ildstudy.report.outputs import write_stopped_outputs, write_study_outputs
 
     from ildstudy.cli.data_commands import print_problems
-    from ildstudy.errors import DataError
+    from ildstudy.errors import CohortError, DataError
 
+    inputs = run_inputs(protocol, data, db)
+    check_output_dir(out_dir, inputs=inputs)  # before the (slow) study: refuse at once, write nothing
     started = dt.datetime.now(dt.timezone.utc)
     with progress("Running the study", total=STEPS + 1) as advance:
         try:
@@ -27,13 +44,19 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
             print_problems(err, exc.problems)
             err.print("ildstudy: the registry has errors; nothing was written. Fix them and run again.")
             raise
+        except CohortError as exc:  # write what explains the stop (the attrition), then exit 2 with the message
+            write_stopped_outputs(exc.attrition, str(exc), out_dir, inputs=inputs, kind=kind)
+            where = f"{out_dir}/attrition.csv" if exc.attrition is not None else f"{out_dir}/README.txt"
+            err.print(f"ildstudy: the study stopped at the cohort; see {where}", markup=False)
+            raise
         if notice:
             import dataclasses
 
             result = dataclasses.replace(result, provenance={**result.provenance, "notice": notice})
         advance(description="Writing the report")
-        write_study_outputs(result, out_dir, min_cell=min_cell, started=started, include=include)
-    for w in result.results.get("warnings", []):
+        write_study_outputs(result, out_dir, min_cell=min_cell, started=started, include=include, inputs=inputs,
+                            kind=kind)
+    for w in result.warnings:
         err.print(f"ildstudy: warning: {w}", markup=False)
     _summary(result, out_dir)
 
@@ -41,7 +64,7 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
 def _summary(result, out_dir: Path) -> None:
     arms = ", ".join(f"{a} {n}" for a, n in result.arms.items())
     out.print(f"Cohort: {arms}")
-    ae = result.adverse_events
+    ae = result.results.get("adverse_events") or {}   # the results.json form (stable keys, see DESIGN.md)
     by_arm = ae.get("by_arm", {})
     parts = [f"{a} {v['patients_with_event']}/{v['n']} ({v['percent']:.1f}%)" for a, v in by_arm.items()]
     if parts:
@@ -56,8 +79,11 @@ def _summary(result, out_dir: Path) -> None:
     out.print(f"Outputs: {out_dir}/" + (f"  (report: {report})" if report.exists() else ""))
 
 
-def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+def _p(p: float | None) -> str:
+    """``p = 0.036`` / ``p < 0.001`` by the package's one p-value formatter (``p not available`` when missing)."""
+    from ildstudy.report.formatting import format_p, is_missing
+
+    return "p not available" if is_missing(p) else format_p(p, phrase=True)
 
 
 @app.command()
@@ -66,7 +92,9 @@ def run(
     data: Path = typer.Argument(None, help="Registry folder (CSV, Parquet or XLSX tables). Omit with --db."),
     db: str = typer.Option(None, "--db", help="Run inside this database instead: a DuckDB file or postgresql:// URL "
                                                "(written by 'ildstudy load')."),
-    out_dir: Path = typer.Option(..., "--out", help="Output folder (replaced only when the run completes)."),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder: new, empty, or an earlier ildstudy output "
+                                                    "(replaced only when the run completes); never an input "
+                                                    "or a user's folder."),
     min_cell: int = typer.Option(5, "--min-cell", min=1, help="Counts below this are shown as '<N' in share/."),
 ) -> None:
     """Run a study: validate, build the cohort, fit the models, compare adverse events and discontinuation,
@@ -80,15 +108,18 @@ def run(
 
 @app.command()
 def demo(
-    out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Output folder."),
+    out_dir: Path = typer.Option(Path("demo-output"), "--out",
+                                 help="Output folder: new, empty, or an earlier ildstudy output."),
     seed: int = typer.Option(2019, "--seed", help="Seed of the synthetic registry."),
     min_cell: int = typer.Option(5, "--min-cell", min=1, help="Counts below this are shown as '<N' in share/."),
 ) -> None:
     """Write the calibrated synthetic registry and run the built-in study on it, end to end."""
+    from ildstudy.report.outdir import check_output_dir
     from ildstudy.synth import write_registry
 
     import tempfile
 
+    check_output_dir(out_dir)  # before generating anything
     with tempfile.TemporaryDirectory(prefix="ildstudy-demo-") as tmp:
         registry_dir = Path(tmp) / "registry"
         with progress("Generating the synthetic registry"):
@@ -96,4 +127,4 @@ def demo(
         out.print(f"Synthetic registry: {truth.n_patients} patients (seed {seed}); planted truth in "
                   f"{out_dir / 'registry' / 'truth.json'}")
         _run_and_write("huapaya2019", registry_dir, None, out_dir, min_cell, include={"registry": registry_dir},
-                       notice="Synthetic demonstration data, not study results")
+                       notice="Synthetic demonstration data, not study results", kind="demo")

@@ -8,20 +8,12 @@ back.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ildstudy.data.database import duckdb_path
+from ildstudy.data.database import driver_error, duckdb_path, mask_dsn, postgres_url
 from ildstudy.data.registry import Registry
 from ildstudy.errors import IldStudyError
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def mask_password(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 @dataclass(frozen=True)
@@ -73,16 +65,15 @@ def connect(source) -> Connection:
     if not isinstance(source, (str, Path)):
         raise IldStudyError(f"cannot read registry tables from a {type(source).__name__}")
     text = str(source)
-    if text.startswith(POSTGRES_SCHEMES):
-        url = "postgresql://" + text.split("://", 1)[1]
+    url = postgres_url(text)  # also a key=value connection string; raises a masked error if malformed
+    if url is not None:
         try:
-            return Connection(ibis.connect(url), True, mask_password(url))
+            return Connection(ibis.connect(url), True, mask_dsn(url))
         except Exception as exc:  # connection refused, bad password, unknown database, ...
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise IldStudyError(f"--db {mask_password(url)}: cannot connect: {detail}") from None
+            raise IldStudyError(f"--db {mask_dsn(text)}: cannot connect: {driver_error(exc, text, url)}") from None
     path = duckdb_path(text)
     if path is None:
-        raise IldStudyError(f"--db {mask_password(text)}: not a DuckDB file path or postgresql:// URL")
+        raise IldStudyError(f"--db {mask_dsn(text)}: not a DuckDB file path or postgresql:// URL")
     if not path.exists():
         raise IldStudyError(f"--db {path}: no such DuckDB file (create it with `ildstudy load DATA --db {path}`)")
     try:

@@ -8,7 +8,8 @@ What a cell may hold, by column kind (see ``docs/data-format.md``):
 
 - every kind: an empty cell, or ``NA``, ``N/A``, ``#N/A``, ``NULL``, ``NaN`` or ``.``, is missing;
 - date: ``YYYY-MM-DD`` text, or a date cell of a spreadsheet or Parquet file; not before
-  1900-01-01 and not after today;
+  1900-01-01 and not after today, where "today" is the latest date anywhere on Earth (see :func:`latest_today`),
+  so the check does not depend on the machine's time zone;
 - number: a decimal-point number (``75``, ``75.5``, ``1e3``), finite and within the column's range;
 - bool: true/false, yes/no, y/n, t/f, 1/0 (any case);
 - category: one of the column's values, ignoring case, spaces, hyphens and underscores, or an alias.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -77,7 +79,7 @@ def coerce_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem]]:
     frame = raw.frame
     n = len(frame)
     rows = raw.row_numbers()
-    today = pd.Timestamp(dt.date.today())
+    today = pd.Timestamp(latest_today())
     out: dict[str, pd.Series] = {}
     problems: list[Problem] = list(raw.problems)
     for col in raw.spec.columns:
@@ -94,6 +96,25 @@ def coerce_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem]]:
     if raw.rows is not None and not np.array_equal(rows, np.arange(n) + raw.row_offset):
         typed.attrs[ROWS_ATTR] = rows
     return typed, problems
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def latest_today() -> dt.date:
+    """The last date a cell may hold: the current UTC date plus one day.
+
+    Calendars run from UTC-12 to UTC+14, so the current UTC date plus one day is never earlier than the
+    date anywhere on Earth: a date that is today somewhere is never called "after today", on any machine
+    and in any time zone (``TZ`` plays no part).
+
+    Examples
+    --------
+    >>> latest_today() - dt.datetime.now(dt.timezone.utc).date()  # doctest: +SKIP
+    datetime.timedelta(days=1)
+    """
+    return _utc_now().date() + dt.timedelta(days=1)
 
 
 def coerce_column(s: pd.Series, col: Column, today: pd.Timestamp) -> tuple[pd.Series, dict[str, np.ndarray]]:
@@ -208,10 +229,20 @@ def _by_unique(text: pa.ChunkedArray, lookup) -> np.ndarray:
     return mapped[codes]  # fancy indexing: a new, writable array
 
 
-def _category(text: pa.ChunkedArray, missing: np.ndarray, col: Column):
+def category_lookup(col: Column) -> Callable[[str], str | None]:
+    """The loader's rule for one cell of a category column: its canonical value, or ``None`` if unknown.
+
+    Case, surrounding white space, inner spaces, hyphens and underscores are ignored, and the column's
+    aliases are accepted (``" dm"`` -> ``"DM"``, ``"antisynthetase syndrome"`` -> ``"ASyS"``). The protocol
+    normalises its ``population.diagnoses`` with this same function.
+    """
     exact = col.canonical()
     squashed = {_squash(k): v for k, v in exact.items()}
-    mapped = _by_unique(text, lambda u: exact.get(u.lower()) or squashed.get(_squash(u)))
+    return lambda u: exact.get(u.strip().lower()) or squashed.get(_squash(u))
+
+
+def _category(text: pa.ChunkedArray, missing: np.ndarray, col: Column):
+    mapped = _by_unique(text, category_lookup(col))
     unknown = ~missing & pd.isna(mapped)
     mapped[missing] = None
     return pd.Series(mapped, dtype=object), {f"is not one of the allowed values: {', '.join(col.categories)}": unknown}

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 
 import pandas as pd
 
+from ildstudy.data.database import driver_error, mask_dsn, postgres_url
 from ildstudy.data.registry import Registry
 from ildstudy.data.schema import TABLES_BY_NAME
 from ildstudy.errors import IldStudyError
@@ -25,19 +25,15 @@ PG_TYPES = {"id": "TEXT", "text": "TEXT", "category": "TEXT", "date": "DATE", "b
 _CHUNK_ROWS = 200_000
 
 
-def _display(url: str) -> str:
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
 def _connect(url: str):
+    """Connect to ``url`` (a URL or key=value string); errors never show its password."""
     import psycopg
 
-    url = "postgresql://" + url.split("://", 1)[1]
+    conninfo = postgres_url(url) or url
     try:
-        return psycopg.connect(url, connect_timeout=10)
+        return psycopg.connect(conninfo, connect_timeout=10)
     except psycopg.Error as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IldStudyError(f"--db {_display(url)}: cannot connect: {detail}") from None
+        raise IldStudyError(f"--db {mask_dsn(url)}: cannot connect: {driver_error(exc, url, conninfo)}") from None
 
 
 def _csv_chunks(frame: pd.DataFrame, kinds: list[str]):
@@ -63,6 +59,14 @@ def _csv_chunks(frame: pd.DataFrame, kinds: list[str]):
 
 
 def write_registry_postgres(registry: Registry, url: str) -> str:
+    """(Re)create every table of ``registry`` in PostgreSQL; see :func:`load_registry_postgres`.
+
+    Returns the URL with its password masked, for messages.
+    """
+    return load_registry_postgres(registry, url)[0]
+
+
+def load_registry_postgres(registry: Registry, url: str) -> tuple[str, dict[str, int]]:
     """(Re)create every table of ``registry`` in the PostgreSQL database at ``url``.
 
     Parameters
@@ -75,8 +79,9 @@ def write_registry_postgres(registry: Registry, url: str) -> str:
 
     Returns
     -------
-    str
-        The URL with its password masked, for messages.
+    tuple of (str, dict of str to int)
+        The URL with its password masked, for messages, and the number of rows each table holds
+        afterwards, counted by the server.
 
     Raises
     ------
@@ -86,9 +91,9 @@ def write_registry_postgres(registry: Registry, url: str) -> str:
     Examples
     --------
     >>> from ildstudy.data import load_registry                                           # doctest: +SKIP
-    >>> write_registry_postgres(load_registry("registry"), "postgresql://ildstudy:ildstudy@localhost/ildstudy")
+    >>> load_registry_postgres(load_registry("registry"), "postgresql://ildstudy:ildstudy@localhost/ildstudy")
     ... # doctest: +SKIP
-    'postgresql://ildstudy:***@localhost/ildstudy'
+    ('postgresql://ildstudy:***@localhost/ildstudy', {'patients': 500, ...})
     """
     import psycopg
     from psycopg import sql
@@ -111,9 +116,14 @@ def write_registry_postgres(registry: Registry, url: str) -> str:
                     for chunk in _csv_chunks(frame[cols], kinds):
                         writer.write(chunk)
                 con.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+        counts = {}
+        for name in registry.tables:
+            exists = con.execute("SELECT to_regclass(%s) IS NOT NULL", [sql.Identifier(name).as_string(con)])
+            if exists.fetchone()[0]:
+                query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name))
+                counts[name] = int(con.execute(query).fetchone()[0])
     except psycopg.Error as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IldStudyError(f"--db {_display(url)}: loading the registry failed: {detail}") from None
+        raise IldStudyError(f"--db {mask_dsn(url)}: loading the registry failed: {driver_error(exc, url)}") from None
     finally:
         con.close()
-    return _display(url)
+    return mask_dsn(url), counts

@@ -38,6 +38,10 @@ RAGGED = "has {n} values but the header has {header} columns"
 UNMATCHED_QUOTE = "has a quote (\") that is never closed, so the rest of the file is read as one value"
 _BOM = b"\xef\xbb\xbf"
 _VALUE_WIDTH = 40
+MAX_HEADER_NAMES = 10
+"""Header problems of one kind (unknown, unnamed or repeated columns) beyond this many are one line."""
+_HEAD_BYTES = 1 << 16
+_MAX_HEADER_BYTES = 1 << 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +162,7 @@ def read_raw_table(spec: TableSpec, path: Path) -> tuple[RawTable | None, list[P
     kind = {".csv": "CSV", ".parquet": "Parquet", ".xlsx": "an Excel workbook"}.get(suffix, suffix)
     try:
         if suffix == ".csv":
-            frame, rows, fatal, problems = _read_csv(path)
+            frame, rows, fatal, problems = _read_csv(path, spec)
             offset = 2
         elif suffix == ".parquet":
             frame, rows, fatal, problems = _read_parquet(path), None, [], []
@@ -183,25 +187,35 @@ def read_raw_table(spec: TableSpec, path: Path) -> tuple[RawTable | None, list[P
 
 # -- CSV ------------------------------------------------------------------------------------------
 
-def _read_csv(path: Path) -> tuple[pd.DataFrame | None, np.ndarray | None, list[Problem], list[Problem]]:
-    """Return (frame of text columns named by position, row numbers, fatal problems, other problems)."""
-    data = path.read_bytes()
+def _read_csv(path: Path, spec: TableSpec
+              ) -> tuple[pd.DataFrame | None, np.ndarray | None, list[Problem], list[Problem]]:
+    """Return (frame of text columns named by position, row numbers, fatal problems, other problems).
+
+    The file's start and its header line are checked first, from at most a few MiB read from disk: a file
+    that is binary, not comma-separated, or whose row 1 names none of the table's columns is refused
+    before its body is read or parsed (a 200 MB file of junk is refused at once).
+    """
+    head, whole = _read_head(path)
     name = path.name
 
     def fatal(text: str, row: int | None = None):
         return None, None, [Problem(name, row, None, None, text)], []
 
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return fatal("is UTF-16 text; save the file as 'CSV UTF-8' (comma-separated)")
-    if data.startswith(b"PK\x03\x04"):
+    if head.startswith(b"PK\x03\x04"):
         return fatal("is a zip or Excel file, not CSV text; name it .xlsx or save it as 'CSV UTF-8'")
-    if data.startswith(_BOM):
-        data = data[len(_BOM):]
-    if not data or data.isspace():
+    bom = len(_BOM) if head.startswith(_BOM) else 0
+    head = head[bom:]
+    if whole and (not head or head.isspace()):
         return fatal("is empty (expected a header row)")
-    if b"\x00" in data[:65536]:
+    if b"\x00" in head[:_HEAD_BYTES]:
         return fatal("is not a text file (it contains NUL bytes); save it as 'CSV UTF-8'")
-    header_line = _first_line(data).decode("utf-8", "replace")
+    first = _first_line(head)
+    if len(first) == len(head) and not whole:
+        return fatal(f"is not a header row: row 1 is longer than {_MAX_HEADER_BYTES >> 20} MiB "
+                     "without a line break (is this a CSV file?)", 1)
+    header_line = first.decode("utf-8", "replace")
     if "," not in header_line:
         for sep, what in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
             if sep in header_line:
@@ -209,6 +223,9 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame | None, np.ndarray | None, list[
     names = next(csv.reader([header_line]), [])
     if not names:
         return fatal("is empty (expected a header row)")
+    if not any(_known_column(spec, n) for n in names):
+        return None, None, [_not_a_header(spec, path, names)], []
+    data = head if whole else _read_body(path)[bom:]
     latin = not _is_utf8(data)
     if latin:  # read it as Windows-1252 so every other problem can still be found, and say so
         data = data.decode("cp1252", errors="replace").encode("utf-8")
@@ -219,6 +236,29 @@ def _read_csv(path: Path) -> tuple[pd.DataFrame | None, np.ndarray | None, list[
     if latin:
         problems = _encoding_problems(name, frame, rows) + problems
     return frame, rows, [], problems
+
+
+def _read_head(path: Path) -> tuple[bytes, bool]:
+    """The file's first bytes, through the end of row 1 (at least 64 KiB, at most 4 MiB), and whether
+    that is the whole file."""
+    chunks: list[bytes] = []
+    size = 0
+    with open(path, "rb") as fh:
+        while size < _MAX_HEADER_BYTES:
+            chunk = fh.read(_HEAD_BYTES)
+            if not chunk:
+                return b"".join(chunks), True
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= _HEAD_BYTES and re.search(rb"[\r\n]", chunk):
+                break
+        whole = not fh.read(1)
+    return b"".join(chunks), whole
+
+
+def _read_body(path: Path) -> bytes:
+    """The whole file, read once its header has been checked."""
+    return path.read_bytes()
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -346,18 +386,31 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _read_xlsx(path: Path) -> tuple[pd.DataFrame, np.ndarray | None, list[Problem], list[Problem]]:
-    """The first sheet; row 1 is the header. Cells keep their spreadsheet types."""
+    """The first sheet; row 1 is the header. Cells keep their spreadsheet types.
+
+    Every other sheet is ignored with a warning naming it and the sheet that is read.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sheet = pd.read_excel(path, sheet_name=0, header=None, dtype=object, engine="openpyxl",
-                              keep_default_na=False, na_values=[])
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            sheet_names = [str(n) for n in book.sheet_names]
+            sheet = book.parse(sheet_name=0, header=None, dtype=object, keep_default_na=False, na_values=[])
+    first = shorten(sheet_names[0]) if sheet_names else ""
+    problems = [Problem(path.name, None, None, None,
+                        f"sheet '{shorten(n)}' is ignored: only the first sheet, '{first}', is read", "warning")
+                for n in sheet_names[1:1 + MAX_HEADER_NAMES]]
+    if len(sheet_names) > 1 + MAX_HEADER_NAMES:
+        problems.append(Problem(path.name, None, None, None,
+                                f"... and {len(sheet_names) - 1 - MAX_HEADER_NAMES} more sheets are ignored: "
+                                f"only the first sheet, '{first}', is read", "warning"))
     if sheet.empty:
         return pd.DataFrame(), None, [Problem(path.name, None, None, None,
-                                              "is empty: its first sheet has no cells (expected a header row)")], []
+                                              f"is empty: its first sheet ('{first}') has no cells "
+                                              "(expected a header row)")], []
     names = ["" if _is_blank(v) else str(v) for v in sheet.iloc[0]]
     frame = sheet.iloc[1:].reset_index(drop=True)
     frame.columns = names
-    return frame, np.arange(len(frame), dtype=np.int64) + 2, [], []
+    return frame, np.arange(len(frame), dtype=np.int64) + 2, [], problems
 
 
 # -- header and rows ------------------------------------------------------------------------------
@@ -366,41 +419,79 @@ def _squash(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", name).lower()
 
 
+def _known_column(spec: TableSpec, raw_name: object) -> str | None:
+    """The canonical column a header cell names (ignoring case, spaces, hyphens, underscores), if any."""
+    name = str(raw_name).replace("\ufeff", "").strip()
+    if name in spec.column_names:
+        return name
+    return {_squash(c): c for c in spec.column_names}.get(_squash(name))
+
+
+def _not_a_header(spec: TableSpec, path: Path, names) -> Problem:
+    return Problem(
+        path.name, 1, None, shorten(",".join(str(c) for c in list(names)[:4])),
+        f"is not a header row: none of the {spec.name} columns were found; row 1 must hold the column "
+        f"names ({', '.join(spec.column_names)})")
+
+
+def _listed(names: list[str]) -> str:
+    """``'a', 'b', ... and N more`` for at most :data:`MAX_HEADER_NAMES` names."""
+    shown = ", ".join(f"'{n}'" for n in names[:MAX_HEADER_NAMES])
+    more = len(names) - MAX_HEADER_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
 def _match_header(spec: TableSpec, path: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
-    """Rename the file's columns to canonical names; drop unknown and repeated ones; report them."""
+    """Rename the file's columns to canonical names; drop unknown and repeated ones; report them.
+
+    Up to :data:`MAX_HEADER_NAMES` unknown, unnamed or repeated columns are reported one per line;
+    more are reported in one line that lists the first ones and counts the rest.
+    """
     by_squash = {_squash(c): c for c in spec.column_names}
     problems: list[Problem] = []
     keep: list[int] = []
     canonical: list[str] = []
     unknown: list[tuple[int, str]] = []
+    repeated: list[tuple[str, str]] = []
     for i, raw_name in enumerate(frame.columns):
         name = str(raw_name).replace("\ufeff", "").strip()
         target = name if name in spec.column_names else by_squash.get(_squash(name))
         if target is None:
             unknown.append((i, name))
         elif target in canonical:
-            problems.append(Problem(path.name, 1, target, shorten(name),
-                                    "column appears more than once in the header (the first one is used)"))
+            repeated.append((target, name))
         else:
             keep.append(i)
             canonical.append(target)
     if not canonical:
-        return frame.iloc[:, []], [Problem(
-            path.name, 1, None, shorten(",".join(str(c) for c in frame.columns[:4])),
-            f"is not a header row: none of the {spec.name} columns were found; row 1 must hold the column "
-            f"names ({', '.join(spec.column_names)})")]
-    for i, name in unknown:
-        if not name or name.startswith("Unnamed: "):
-            column = frame.iloc[:, i]
-            if _has_values(column):
-                problems.append(Problem(path.name, 1, f"column {_letters(i)}", None,
-                                        "has values but no name in the header and is ignored", "warning"))
-            continue
-        close = difflib.get_close_matches(name, spec.column_names, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close and close[0] not in canonical else \
-            f"{spec.name} columns are {', '.join(spec.column_names)}"
-        problems.append(Problem(path.name, 1, shorten(name), None,
-                                f"unknown column, ignored ({hint})", "warning"))
+        return frame.iloc[:, []], [_not_a_header(spec, path, frame.columns)]
+    if len(repeated) <= MAX_HEADER_NAMES:
+        problems += [Problem(path.name, 1, target, shorten(name),
+                             "column appears more than once in the header (the first one is used)")
+                     for target, name in repeated]
+    else:
+        problems.append(Problem(path.name, 1, None, None,
+                                f"{len(repeated)} columns repeat an earlier column of the header (the first one "
+                                f"is used): {_listed([shorten(n) for _, n in repeated])}"))
+    unnamed = [i for i, name in unknown if (not name or name.startswith("Unnamed: ")) and _has_values(frame.iloc[:, i])]
+    named = [(i, name) for i, name in unknown if name and not name.startswith("Unnamed: ")]
+    if len(unnamed) <= MAX_HEADER_NAMES:
+        problems += [Problem(path.name, 1, f"column {_letters(i)}", None,
+                             "has values but no name in the header and is ignored", "warning") for i in unnamed]
+    else:
+        problems.append(Problem(path.name, 1, None, None,
+                                f"{len(unnamed)} columns have values but no name in the header and are ignored: "
+                                f"columns {_listed([_letters(i) for i in unnamed])}".replace("'", ""), "warning"))
+    columns_are = f"{spec.name} columns are {', '.join(spec.column_names)}"
+    if len(named) <= MAX_HEADER_NAMES:
+        for _, name in named:
+            close = difflib.get_close_matches(name, spec.column_names, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close and close[0] not in canonical else columns_are
+            problems.append(Problem(path.name, 1, shorten(name), None, f"unknown column, ignored ({hint})", "warning"))
+    else:
+        problems.append(Problem(path.name, 1, None, None,
+                                f"{len(named)} unknown columns, ignored: {_listed([shorten(n) for _, n in named])} "
+                                f"({columns_are})", "warning"))
     for c in spec.required_columns:
         if c not in canonical:
             problems.append(Problem(path.name, 1, c, None, "required column is missing from the header"))

@@ -19,7 +19,8 @@ from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
 from ildstudy.errors import ModelError
-from ildstudy.lmm.formula import MixedFormula, r_column_name
+from ildstudy.lmm.formula import MixedFormula, TimeCall, r_column_name, rewrite_time_calls
+from ildstudy.lmm.splines import make_ns_transform, make_pl_transform
 
 _FACTOR_CALL = re.compile(r"\b(?:as\.)?factor\(\s*`?([A-Za-z_.][A-Za-z0-9_.]*)`?\s*\)")
 
@@ -46,7 +47,14 @@ class Encoding:
     fixed_variables : tuple[str, ...]
         Variables of the fixed part in order of appearance (factor columns under their model name).
     fixed_spec, random_spec : formulaic.ModelSpec
-        formulaic's specs, to build model matrices for new data with identical columns.
+        formulaic's specs, to build model matrices for new data with identical columns (they hold
+        the training knots of ``ns()`` terms, so new rows reuse them, as R's ``makepredictcall``).
+    numeric_ranges : dict[str, tuple[float, float]]
+        (min, max) over the used rows of every numeric fixed-part variable (emtrends' ``delta.var``).
+    time_calls : tuple of TimeCall
+        The ``ns()`` / ``pl()`` calls of the formula, in order.
+    context : dict
+        formulaic evaluation context: one stateful transform per time call.
     """
 
     fixed: str
@@ -58,6 +66,9 @@ class Encoding:
     fixed_variables: tuple[str, ...]
     fixed_spec: Any
     random_spec: Any
+    numeric_ranges: dict[str, tuple[float, float]]
+    time_calls: tuple[TimeCall, ...]
+    context: dict[str, Any]
 
     def frame(self, data: pd.DataFrame) -> pd.DataFrame:
         """Return ``data`` with the model's factor columns encoded with the fitted levels."""
@@ -135,6 +146,10 @@ def build_design(
     factor_levels = dict(factor_levels or {})
     fixed, fixed_factor_calls = _rewrite_factor_calls(formula.fixed)
     random, random_factor_calls = _rewrite_factor_calls(formula.random)
+    fixed, fixed_time = rewrite_time_calls(fixed)
+    random, random_time = rewrite_time_calls(random, start=len(fixed_time))
+    time_calls = fixed_time + random_time
+    context = {call.placeholder: _time_transform(call) for call in time_calls}
     factor_calls = {**fixed_factor_calls, **random_factor_calls}
     fixed_vars = _variables(fixed, data, factor_calls, "fixed")
     random_vars = _variables(random, data, factor_calls, "random-effects")
@@ -176,14 +191,20 @@ def build_design(
         columns[model_name] = encoded
     model_frame = pd.DataFrame(columns, index=frame.index)
 
-    X, fixed_spec = _model_matrix(fixed, model_frame, "fixed")
-    Z, random_spec = _model_matrix(random, model_frame, "random-effects")
+    for call in time_calls:
+        if call.variable in factors:
+            raise ModelError(f"{call.label}: {call.variable!r} must be numeric, not a factor")
+    X, fixed_spec = _model_matrix(fixed, model_frame, "fixed", context)
+    Z, random_spec = _model_matrix(random, model_frame, "random-effects", context)
     if Z.shape[1] == 0:
         raise ModelError(f"the random-effects term ({formula.random} | {formula.group}) has no columns")
     group_codes, group_levels = _group_codes(frame[formula.group])
     numeric_means = {
         name: float(col.mean()) for name, col in columns.items()
         if name not in factors and name in fixed_vars
+    }
+    numeric_ranges = {
+        name: (float(columns[name].min()), float(columns[name].max())) for name in numeric_means
     }
     numeric_values = {}
     for name in numeric_means:
@@ -204,6 +225,9 @@ def build_design(
         fixed_variables=ordered_vars,
         fixed_spec=fixed_spec,
         random_spec=random_spec,
+        numeric_ranges=numeric_ranges,
+        time_calls=time_calls,
+        context=context,
     )
     return Design(
         formula=formula,
@@ -212,8 +236,8 @@ def build_design(
         y=y,
         group_codes=group_codes,
         group_levels=group_levels,
-        fixed_names=tuple(r_column_name(c) for c in fixed_spec.column_names),
-        random_names=tuple(r_column_name(c) for c in random_spec.column_names),
+        fixed_names=tuple(_r_name(c, time_calls) for c in fixed_spec.column_names),
+        random_names=tuple(_r_name(c, time_calls) for c in random_spec.column_names),
         n_dropped=n_dropped,
         encoding=encoding,
     )
@@ -229,7 +253,7 @@ def model_rows(encoding: Encoding, data: pd.DataFrame, part: str = "fixed") -> n
     spec = encoding.fixed_spec if part == "fixed" else encoding.random_spec
     frame = encoding.frame(data)
     try:
-        matrix = spec.get_model_matrix(frame, output="numpy", na_action="raise")
+        matrix = spec.get_model_matrix(frame, output="numpy", na_action="raise", context=encoding.context)
     except FormulaicError as exc:
         raise ModelError(f"cannot build the {part} model matrix for the new data: {exc}") from None
     except ValueError as exc:
@@ -255,7 +279,7 @@ def _variables(text: str, data: pd.DataFrame, factor_calls: dict[str, str], part
     except FormulaicError as exc:
         raise ModelError(f"cannot parse the {part} part {text!r}: {exc}") from None
     # Derived ``factor(x)`` columns are built from their source column, listed separately.
-    names = [str(v) for v in required if str(v) not in factor_calls]
+    names = [str(v) for v in required if str(v) not in factor_calls and not str(v).startswith("_ildstudy_time")]
     return _order_of_appearance(text, _unique(names))
 
 
@@ -346,10 +370,13 @@ def _as_factor(
     return pd.Categorical.from_codes(lookup[codes], categories=order)
 
 
-def _model_matrix(text: str, frame: pd.DataFrame, part: str) -> tuple[np.ndarray, Any]:
+def _model_matrix(text: str, frame: pd.DataFrame, part: str, context: dict) -> tuple[np.ndarray, Any]:
     try:
-        matrix = model_matrix(text, frame, output="numpy", na_action="ignore")
+        matrix = model_matrix(text, frame, output="numpy", na_action="ignore", context=context)
     except FormulaicError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ModelError):
+            raise cause from None
         raise ModelError(f"cannot build the {part} model matrix from {text!r}: {exc}") from None
     spec = matrix.model_spec
     array = np.ascontiguousarray(np.asarray(matrix, dtype=np.float64))
@@ -358,6 +385,20 @@ def _model_matrix(text: str, frame: pd.DataFrame, part: str) -> tuple[np.ndarray
     if not np.all(np.isfinite(array)):
         raise ModelError(f"the {part} part {text!r} produced non-finite values (e.g. log of 0)")
     return array, spec
+
+
+def _time_transform(call: TimeCall):
+    if call.kind == "ns":
+        return make_ns_transform(call.df, call.knots, call.boundary_knots, call.intercept)
+    return make_pl_transform(call.knots)
+
+
+def _r_name(formulaic_name: str, time_calls: tuple[TimeCall, ...]) -> str:
+    """R's column name, with ``_ildstudy_timeN(x)`` put back as the call R prints (``ns(x, df = 3)``)."""
+    name = r_column_name(formulaic_name)
+    for call in time_calls:
+        name = name.replace(f"{call.placeholder}({call.variable})", call.label)
+    return name
 
 
 def _group_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import scipy.linalg
@@ -11,6 +14,7 @@ from ildstudy.lmm.design import build_design
 from ildstudy.lmm.deviance import covariance_derivatives
 from ildstudy.lmm.formula import parse_formula
 from ildstudy.lmm.optimize import optimize_theta
+from ildstudy.lmm.options import OptimizerOptions, optimizer_options
 from ildstudy.lmm.results import LmmFit, RandomEffects
 from ildstudy.lmm.satterthwaite import linear_combination_table, variance_sensitivity
 from ildstudy.lmm.stats import group_statistics
@@ -27,6 +31,7 @@ def fit_lmm(
     *,
     reml: bool = True,
     factor_levels: dict[str, list] | None = None,
+    optimizer: OptimizerOptions | Mapping[str, Any] | None = None,
 ) -> LmmFit:
     """Fit a linear mixed model with one grouping factor, as ``lmerTest::lmer`` does.
 
@@ -35,7 +40,9 @@ def fit_lmm(
     formula : str
         lme4 syntax with one random-effects term: ``"y ~ x1 + x2*f + (1 + t | g)"``; ``(1 | g)``,
         ``(t | g)`` (intercept and slope) and ``(0 + t | g)`` are accepted. ``factor(x)`` makes a
-        numeric column a factor.
+        numeric column a factor. Time bases in R syntax: ``ns(months, df = 3)``, ``ns(months, knots =
+        c(6, 18), Boundary.knots = c(0, 60))`` (exactly ``splines::ns``) and ``pl(months, knots =
+        c(6, 12))`` (hinge terms); see :mod:`ildstudy.lmm.splines`.
     data : DataFrame
         One row per observation. String, categorical and boolean columns are factors.
     reml : bool
@@ -43,6 +50,11 @@ def fit_lmm(
     factor_levels : dict, optional
         Level order of factor columns, first = reference, e.g. ``{"arm": ["MMF", "AZA"]}``;
         otherwise levels are sorted.
+    optimizer : OptimizerOptions or mapping, optional
+        Optimizer tolerances and limits, e.g. ``{"ftol": 1e-12, "max_evaluations": 500}``
+        (see :class:`ildstudy.lmm.options.OptimizerOptions`); validated, and recorded in
+        ``fit.optimizer.options`` together with the start and final theta, the number of
+        evaluations and the criterion.
 
     Returns
     -------
@@ -52,7 +64,7 @@ def fit_lmm(
     ------
     ModelError
         Bad formula, missing column, non-numeric response, collinear fixed effects, or too few
-        groups/observations for the random effects.
+        groups/observations for the random effects, or bad optimizer options.
 
     Examples
     --------
@@ -64,6 +76,7 @@ def fit_lmm(
     >>> list(fit.fixed_effects["term"])
     ['(Intercept)', 't']
     """
+    options = optimizer_options(optimizer)
     parsed = parse_formula(formula)
     design = build_design(parsed, data, factor_levels)
     n, p = design.X.shape
@@ -80,7 +93,8 @@ def fit_lmm(
         raise ModelError(f"REML needs more observations ({n}) than fixed effects ({p})")
 
     stats = group_statistics(design.X, design.Z, design.y, design.group_codes, n_groups, design.fixed_names)
-    record, convergence, deriv = optimize_theta(stats, reml, start=_warm_start(design, n_groups, reml))
+    start = _warm_start(design, n_groups, reml, options)
+    record, convergence, deriv = optimize_theta(stats, reml, start=start, options=options)
     theta = np.array(record.final)
     prof = deriv.profile
     sens = variance_sensitivity(deriv, stats.x_factor)
@@ -135,7 +149,7 @@ def fit_lmm(
     )
 
 
-def _warm_start(design, n_groups: int, reml: bool) -> np.ndarray | None:
+def _warm_start(design, n_groups: int, reml: bool, options: OptimizerOptions) -> np.ndarray | None:
     """theta at the optimum on a deterministic subsample of groups, or None for small data."""
     if n_groups <= 2 * WARM_START_GROUPS:
         return None
@@ -146,5 +160,5 @@ def _warm_start(design, n_groups: int, reml: bool) -> np.ndarray | None:
         sub = group_statistics(design.X[rows], design.Z[rows], design.y[rows], codes, int(codes.max()) + 1)
     except ModelError:  # e.g. a rare factor level absent from the subsample
         return None
-    record, _, _ = optimize_theta(sub, reml)
+    record, _, _ = optimize_theta(sub, reml, options=options)
     return np.array(record.final)

@@ -26,17 +26,14 @@ from ildstudy.lmm.deviance import (
     theta_positions,
     varpar_derivatives,
 )
+from ildstudy.lmm.options import OptimizerOptions
 from ildstudy.lmm.stats import GroupStats
 
 SINGULAR_TOL = 1e-4
 """lme4's ``isSingular`` tolerance: a diagonal element of Lambda below this means a singular fit."""
-GRADIENT_TOL = 2e-3
-"""lme4's ``check.conv.grad`` tolerance on the Hessian-scaled gradient."""
-BOUNDARY_GRADIENT_TOL = 1e-3
-"""Largest negative gradient tolerated on a parameter held at its bound (deviance units)."""
-NEWTON_STEPS = 8
-NEWTON_STEP_TOL = 1e-7
-"""Newton polishing stops when the proposed step in theta is below this (relative to max |theta|)."""
+_DEFAULTS = OptimizerOptions()
+GRADIENT_TOL = _DEFAULTS.gradient_tol
+"""lme4's ``check.conv.grad`` tolerance on the Hessian-scaled gradient (default of ``OptimizerOptions``)."""
 RESTART_VALUES = (0.01, 0.1, 1.0)
 """Values given to zero diagonal elements of Lambda when restarting from a boundary optimum."""
 
@@ -63,6 +60,8 @@ class OptimizerRecord:
         Eigenvalues of the profiled deviance's Hessian on the free parameters.
     returned : str
         L-BFGS-B's message.
+    options : OptimizerOptions
+        The tolerances and limits the run used.
     """
 
     method: str
@@ -74,6 +73,15 @@ class OptimizerRecord:
     gradient: tuple[float, ...]
     hessian_eigenvalues: tuple[float, ...]
     returned: str
+    options: OptimizerOptions = _DEFAULTS
+
+    def to_dict(self) -> dict:
+        """``{method, start, final, evaluations, criterion, returned, options}`` (JSON)."""
+        return {
+            "method": self.method, "start": list(self.start), "final": list(self.final),
+            "evaluations": self.evaluations, "criterion": self.criterion, "returned": self.returned,
+            "options": self.options.model_dump(),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +103,8 @@ class Convergence:
 
 
 def optimize_theta(
-    stats: GroupStats, reml: bool, start: np.ndarray | None = None
+    stats: GroupStats, reml: bool, start: np.ndarray | None = None,
+    options: OptimizerOptions = _DEFAULTS,
 ) -> tuple[OptimizerRecord, Convergence, VarparDerivatives]:
     """Minimise the profiled deviance over theta.
 
@@ -108,6 +117,8 @@ def optimize_theta(
         Starting theta; lme4's default (Lambda = identity) if omitted. When a start is given
         (e.g. the optimum on a subsample of groups), bounded Newton steps are tried first and
         L-BFGS-B is run only if they do not reach a converged optimum.
+    options : OptimizerOptions
+        Tolerances and limits (:mod:`ildstudy.lmm.options`); recorded in the result.
 
     Returns
     -------
@@ -119,7 +130,7 @@ def optimize_theta(
     lower = theta_lower_bounds(q)
     default = np.array([1.0 if r == c else 0.0 for r, c in theta_positions(q)])
     count = [0]
-    best = _optimize_from(stats, reml, default if start is None else start, start is not None, count)
+    best = _optimize_from(stats, reml, default if start is None else start, start is not None, count, options)
     # A boundary optimum can be a local one (lme4's bobyqa sometimes walks past it): restart with
     # each zero diagonal element of Lambda set to a few positive values and keep the best.
     diagonal = np.isfinite(lower)
@@ -127,25 +138,26 @@ def optimize_theta(
     if zero.any():
         for value in RESTART_VALUES:
             trial_start = np.where(zero, value, np.array(best[0].final))
-            trial = _optimize_from(stats, reml, trial_start, False, count)
+            trial = _optimize_from(stats, reml, trial_start, False, count, options)
             if trial[0].criterion < best[0].criterion - 1e-9 * max(1.0, abs(best[0].criterion)):
                 best = trial
     record, convergence, deriv = best
-    record = OptimizerRecord(**{**_as_dict(record), "evaluations": count[0]})
+    record = OptimizerRecord(**{**_as_dict(record), "evaluations": count[0], "options": options})
     return record, convergence, deriv
 
 
 def _optimize_from(
-    stats: GroupStats, reml: bool, theta0: np.ndarray, warm: bool, count: list[int]
+    stats: GroupStats, reml: bool, theta0: np.ndarray, warm: bool, count: list[int],
+    options: OptimizerOptions,
 ) -> tuple[OptimizerRecord, Convergence, VarparDerivatives]:
     """One optimisation from ``theta0``: Newton first if ``warm``, else L-BFGS-B then Newton."""
     q = stats.q
     lower = theta_lower_bounds(q)
     theta0 = np.maximum(np.asarray(theta0, dtype=np.float64), lower)
     if warm:
-        theta, deriv = _newton_polish(stats, reml, theta0, lower, count)
+        theta, deriv = _newton_polish(stats, reml, theta0, lower, count, options)
         grad, hess = deriv.gradient, deriv.profiled_hessian
-        convergence = check_convergence(theta, lower, grad, hess, q, True)
+        convergence = check_convergence(theta, lower, grad, hess, q, True, options)
         if convergence.converged:
             record = _record("Newton", theta0, theta, lower, count, deriv.deviance, grad, hess, "warm start")
             return record, convergence, deriv
@@ -160,12 +172,13 @@ def _optimize_from(
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     result = scipy.optimize.minimize(
         objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-        options={"maxiter": 1000, "ftol": 1e-10, "gtol": 1e-6, "maxcor": 20},
+        options={"maxiter": options.max_iterations, "maxfun": options.max_evaluations,
+                 "ftol": options.ftol, "gtol": options.gtol, "maxcor": options.memory},
     )
     theta = np.maximum(np.asarray(result.x, dtype=np.float64), lower)
-    theta, deriv = _newton_polish(stats, reml, theta, lower, count)
+    theta, deriv = _newton_polish(stats, reml, theta, lower, count, options)
     grad, hess = deriv.gradient, deriv.profiled_hessian
-    convergence = check_convergence(theta, lower, grad, hess, q, bool(result.success))
+    convergence = check_convergence(theta, lower, grad, hess, q, bool(result.success), options)
     record = _record(
         "L-BFGS-B+Newton", theta0, theta, lower, count, deriv.deviance, grad, hess, str(result.message)
     )
@@ -196,7 +209,8 @@ def _record(
 
 
 def check_convergence(
-    theta: np.ndarray, lower: np.ndarray, grad: np.ndarray, hess: np.ndarray, q: int, optimizer_ok: bool
+    theta: np.ndarray, lower: np.ndarray, grad: np.ndarray, hess: np.ndarray, q: int, optimizer_ok: bool,
+    options: OptimizerOptions = _DEFAULTS,
 ) -> Convergence:
     """Gradient, boundary (KKT) and Hessian checks at ``theta``; see the module docstring."""
     messages = []
@@ -207,7 +221,7 @@ def check_convergence(
     free = _free_parameters(theta, lower, grad)
     at_bound = ~free
     ok = True
-    if np.any(grad[at_bound] < -BOUNDARY_GRADIENT_TOL):
+    if np.any(grad[at_bound] < -options.boundary_gradient_tol):
         ok = False
         messages.append(
             "parameter(s) on the boundary would decrease the deviance by moving inside "
@@ -222,9 +236,11 @@ def check_convergence(
         else:
             step = np.linalg.solve(h, grad[free])
             worst = float(np.max(np.abs(step)))
-            if worst > GRADIENT_TOL:
+            if worst > options.gradient_tol:
                 ok = False
-                messages.append(f"failed to converge: max|Hessian-scaled gradient| = {worst:.3g} > {GRADIENT_TOL}")
+                messages.append(
+                    f"failed to converge: max|Hessian-scaled gradient| = {worst:.3g} > {options.gradient_tol}"
+                )
             if eig[-1] / eig[0] > 1e12:
                 messages.append("the model is nearly unidentifiable: very large Hessian eigenvalue ratio")
     if not optimizer_ok and not ok:
@@ -239,7 +255,8 @@ def _free_parameters(theta: np.ndarray, lower: np.ndarray, grad: np.ndarray) -> 
 
 
 def _newton_polish(
-    stats: GroupStats, reml: bool, theta: np.ndarray, lower: np.ndarray, count: list[int]
+    stats: GroupStats, reml: bool, theta: np.ndarray, lower: np.ndarray, count: list[int],
+    options: OptimizerOptions = _DEFAULTS,
 ) -> tuple[np.ndarray, VarparDerivatives]:
     """Bounded Newton steps on the free parameters with step halving (theta stays >= lower).
 
@@ -249,7 +266,7 @@ def _newton_polish(
     theta = np.where(np.isfinite(lower) & (theta < lower + 1e-10), lower, theta)
     deriv = varpar_derivatives(stats, theta, reml)
     count[0] += 1
-    for _ in range(NEWTON_STEPS):
+    for _ in range(options.newton_steps):
         grad, hess = deriv.gradient, deriv.profiled_hessian
         free = _free_parameters(theta, lower, grad)
         if not free.any():
@@ -259,7 +276,7 @@ def _newton_polish(
             break
         step = np.zeros_like(theta)
         step[free] = -np.linalg.solve(h, grad[free])
-        if np.max(np.abs(step)) < NEWTON_STEP_TOL * max(1.0, float(np.max(np.abs(theta)))):
+        if np.max(np.abs(step)) < options.newton_step_tol * max(1.0, float(np.max(np.abs(theta)))):
             break  # already at the optimum to ~1e-7 in theta: skip one more O(G) evaluation
         trial = np.maximum(theta + step, lower)
         trial_deriv = varpar_derivatives(stats, trial, reml)

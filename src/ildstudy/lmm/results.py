@@ -16,6 +16,7 @@ from ildstudy.lmm.satterthwaite import VarianceSensitivity, linear_combination_t
 
 if TYPE_CHECKING:  # pragma: no cover
     from ildstudy.lmm.emmeans import Contrasts, MarginalMeans
+    from ildstudy.lmm.trends import Slopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,27 @@ class LmmFit:
 
         return contrasts(self, specs, by=by, at=at, method=method, ref=ref, level=level)
 
+    def slopes(
+        self, var: str, specs: str | list[str], by: str | list[str] | None = None,
+        at: dict[str, list] | None = None, delta: float | None = None, per: float = 1.0,
+        level: float = 0.95,
+    ) -> Slopes:
+        """Slopes of marginal means over ``var`` (emtrends); see :func:`ildstudy.lmm.trends.slopes`."""
+        from ildstudy.lmm.trends import slopes
+
+        return slopes(self, var, specs, by=by, at=at, delta=delta, per=per, level=level)
+
+    def slope_contrast(
+        self, var: str, specs: str, by: str | list[str] | None = None, at: dict[str, list] | None = None,
+        method: str | dict = "trt.vs.ctrl", ref: Any = None, delta: float | None = None,
+        per: float = 1.0, level: float = 0.95,
+    ) -> pd.DataFrame:
+        """Differences between slopes; see :func:`ildstudy.lmm.trends.slope_contrasts`."""
+        from ildstudy.lmm.trends import slope_contrasts
+
+        return slope_contrasts(self, var, specs, by=by, at=at, method=method, ref=ref, delta=delta,
+                               per=per, level=level)
+
     def predict(
         self, newdata: pd.DataFrame, level: Literal["population", "conditional"] = "population"
     ) -> pd.DataFrame:
@@ -241,6 +263,7 @@ class LmmFit:
             random_effects=self.random_effects.to_dict(),
             residual_sd=_json_float(self.residual_sd),
             theta=[_json_float(v) for v in self.theta],
+            optimizer=_json_clean(self.optimizer.to_dict()),
         )
         return out
 
@@ -249,6 +272,17 @@ class LmmFit:
         from ildstudy.lmm.summary import format_summary
 
         return format_summary(self)
+
+
+def _json_clean(value: Any) -> Any:
+    """Floats made JSON-safe (NaN/inf as None) inside nested dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _json_clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_clean(v) for v in value]
+    if isinstance(value, float):
+        return _json_float(value)
+    return value
 
 
 def _json_float(value: Any) -> float | None:

@@ -140,6 +140,49 @@ class DrugNames:
         return None if key is None else self.spellings.get(key)
 
 
+def declared_drug_names(declared: Mapping[str, str], *, override_builtin: bool = False
+                        ) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """A protocol's ``[drug_names]`` (spelling -> generic), normalised and checked against the built-in table.
+
+    Keys and values are normalised with :func:`normalise_drug_name`; a value that is a built-in spelling
+    means its generic (``"aza tabs" = "Imuran"`` maps to ``azathioprine``). A value that is not known yet
+    declares a new generic name (``"newdrug" = "newdrug"``). A spelling that the built-in table already maps
+    to a *different* generic is refused unless ``override_builtin`` is true; mapping it to the same generic is
+    harmless and kept.
+
+    Returns
+    -------
+    spellings : dict
+        Normalised spelling -> generic name, for :meth:`DrugNames.builtin` ``extra_spellings``.
+    problems : list of (str, str)
+        ``(spelling as written, message)`` for each refused entry.
+
+    >>> spellings, problems = declared_drug_names({" Wonder  Pill": "wonderpill", "Imuran": "mercaptopurine"})
+    >>> spellings, [key for key, _ in problems]
+    ({'wonder pill': 'wonderpill'}, ['Imuran'])
+    """
+    builtin = DrugNames.builtin()
+    spellings: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    for raw_key, raw_value in declared.items():
+        key, value = normalise_drug_name(raw_key), normalise_drug_name(raw_value)
+        if key is None or value is None:
+            problems.append((raw_key, "a drug spelling and its generic name must not be empty"))
+            continue
+        value = builtin.spellings.get(value, value)
+        known = builtin.spellings.get(key)
+        if known is not None and known != value and not override_builtin:
+            problems.append((raw_key, f"'{key}' is a built-in spelling of '{known}'; set "
+                                      f"override_builtin_drug_names = true to map it to '{value}' instead"))
+            continue
+        if key in spellings and spellings[key] != value:
+            problems.append((raw_key, f"'{key}' is declared twice after normalisation, as "
+                                      f"'{spellings[key]}' and '{value}'"))
+            continue
+        spellings[key] = value
+    return spellings, problems
+
+
 def unrecognised_drug_problems(counts: Mapping[str, int], table: str, column: str = "drug") -> list[Problem]:
     """One warning per unrecognised normalised spelling, with its row count, most frequent first.
 

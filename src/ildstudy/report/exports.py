@@ -6,56 +6,34 @@ protocol gives identical bytes.
 
 Safety of exports: string cells that a spreadsheet would run as a formula (starting with
 ``= + - @``, or a tab/CR) are prefixed with a single quote in CSV and XLSX; ``share/`` holds
-copies of the tables in which counts below ``min_cell`` are shown as ``"<min_cell"``.
+copies of the tables in which counts below ``min_cell`` are shown as ``"<min_cell"``. XLSX files
+are byte-identical on rerun too (fixed document and ZIP times). The output-folder rules (what
+``--out`` accepts, atomic replace) are in :mod:`ildstudy.report.outdir`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ildstudy.analysis._json import plain
+from ildstudy.report.outdir import atomic_output_dir  # noqa: F401 - the output-folder rules live there
 
 FLOAT_DIGITS = 10
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _COUNT_PCT = re.compile(r"^\s*(\d+)\s*(\(.*\))?\s*$")
 
 
-def _clean(obj):
-    """JSON-ready copy: numpy scalars to Python, NaN/inf to None, floats rounded to FLOAT_DIGITS."""
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, pd.DataFrame):
-        return [_clean(r) for r in obj.to_dict(orient="records")]
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer, int)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        x = float(obj)
-        if not math.isfinite(x):
-            return None
-        return float(f"{x:.{FLOAT_DIGITS}g}")
-    if obj is None or obj is pd.NA or obj is pd.NaT:
-        return None
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    return obj if isinstance(obj, str) else str(obj)
-
-
 def canonical_json(obj) -> str:
-    """Deterministic JSON text (keys in insertion order, floats to FLOAT_DIGITS digits)."""
-    return json.dumps(_clean(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    """Deterministic JSON text (keys in insertion order, floats to FLOAT_DIGITS digits); values are made
+    JSON-ready by the package's one cleaner, :func:`ildstudy.analysis._json.plain`."""
+    return json.dumps(plain(obj, FLOAT_DIGITS), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -108,8 +86,14 @@ def write_table(frame: pd.DataFrame, stem: Path, *, xlsx: bool = True) -> None:
         _write_xlsx(safe, stem.with_suffix(".xlsx"))
 
 
+#: the time written into every XLSX export (document properties and ZIP entries), so reruns are byte-identical
+XLSX_FIXED_TIME = (2000, 1, 1, 0, 0, 0)
+
+
 def _write_xlsx(frame: pd.DataFrame, path: Path) -> None:
-    import datetime as dt
+    """One sheet; byte-identical for the same table (openpyxl stamps ``dcterms:modified`` and the ZIP
+    entry times with the current time at save, so the saved bytes are rewritten with fixed times)."""
+    import io
 
     from openpyxl import Workbook
 
@@ -119,10 +103,29 @@ def _write_xlsx(frame: pd.DataFrame, path: Path) -> None:
     ws.append([str(c) for c in frame.columns])
     for row in frame.itertuples(index=False):
         ws.append([_xlsx_cell(v) for v in row])
-    fixed = dt.datetime(2000, 1, 1)
-    wb.properties.created = fixed
-    wb.properties.modified = fixed
-    wb.save(path)
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    path.write_bytes(deterministic_xlsx(buffer.getvalue()))
+
+
+def deterministic_xlsx(data: bytes, fixed: tuple[int, ...] = XLSX_FIXED_TIME) -> bytes:
+    """The same XLSX workbook with fixed ``dcterms:created``/``dcterms:modified`` and fixed ZIP entry times."""
+    import io
+    import zipfile
+
+    stamp = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*fixed).encode()
+    pattern = re.compile(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)")
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            content = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = pattern.sub(rb"\g<1>" + stamp + rb"\g<2>", content)
+            entry = zipfile.ZipInfo(info.filename, date_time=fixed)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = info.external_attr
+            dst.writestr(entry, content)
+    return out.getvalue()
 
 
 def _xlsx_cell(v):
@@ -131,29 +134,6 @@ def _xlsx_cell(v):
     if isinstance(v, np.generic):
         return v.item()
     return v
-
-
-@contextmanager
-def atomic_output_dir(final: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder next to ``final``; on success replace ``final`` by it.
-
-    An interrupted or failed run leaves ``final`` as it was (and no half-written report in it).
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: Path, obj) -> None:

@@ -2,7 +2,9 @@
 
 Small, pure helpers shared by the figures, the tables and the generated text: arm order and labels,
 the month at which the headline contrast is reported, numbers at risk from a Kaplan–Meier table,
-the statistics of each discontinuation analysis, display names of adverse-event categories.
+display names of adverse-event categories. They read the typed results
+(:class:`~ildstudy.analysis.adverse_events.AdverseEventResult`,
+:class:`~ildstudy.analysis.discontinuation.EndpointResult`, ...) and nothing else: no layout is guessed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ildstudy.analysis.adverse_events import AdverseEventResult
+from ildstudy.analysis.discontinuation import DiscontinuationResult, EndpointResult
 from ildstudy.analysis.result import StudyResult
+from ildstudy.analysis.serialize import SCHEMA_VERSION
 
 #: Preferred month for the headline contrast (the published study's 36 months).
 HEADLINE_MONTH = 36.0
@@ -74,43 +79,18 @@ def category_name(category: Any) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _category_cells(result: StudyResult, arms: list[str]) -> list[tuple[Any, dict[str, tuple]]]:
-    """(category, {arm: (patients, n, percent)}) from the long or wide table, else from the results block."""
-    frame = result.adverse_events_by_category
-    out: list[tuple[Any, dict[str, tuple]]] = []
-    if frame is not None and not frame.empty and {"arm", "patients_with_event"} <= set(frame.columns):
-        for cat, grp in frame.groupby("category", sort=False):
-            by = {str(r["arm"]): r for r in grp.to_dict(orient="records")}
-            out.append((cat, {a: (by.get(a, {}).get("patients_with_event"), by.get(a, {}).get("n"),
-                                  by.get(a, {}).get("percent")) for a in arms}))
-    elif frame is not None and not frame.empty:
-        for rec in frame.to_dict(orient="records"):
-            out.append((rec["category"], {a: (rec.get(f"{a}_patients"), rec.get(f"{a}_n"),
-                                              rec.get(f"{a}_percent")) for a in arms}))
-    else:
-        for rec in (result.adverse_events or {}).get("by_category") or []:
-            cells = {}
-            for a in arms:
-                c = rec.get(a) if isinstance(rec.get(a), dict) else {}
-                cells[a] = (c.get("patients_with_event", rec.get(f"{a}_patients")), c.get("n", rec.get(f"{a}_n")),
-                            c.get("percent", rec.get(f"{a}_percent")))
-            out.append((rec.get("category"), cells))
-    return out
-
-
-def ae_by_category(result: StudyResult, arms: list[str]) -> list[dict[str, Any]]:
-    """Per category: name and, per arm, patients, n and percent; most frequent first.
-
-    Reads ``adverse_events_by_category`` in long form (``category, arm, patients_with_event, n,
-    percent``) or wide form (``<ARM>_patients, <ARM>_n, <ARM>_percent``), else the results block.
-    """
+def ae_by_category(ae: AdverseEventResult, arms: list[str]) -> list[dict[str, Any]]:
+    """Per category (from ``ae.by_category``, long form): display name and, per arm, patients, n and percent;
+    most frequent first."""
     from ildstudy.report.formatting import is_missing
 
     rows = []
-    for cat, cells in _category_cells(result, arms):
+    for cat, grp in ae.by_category.groupby("category", sort=False):
+        by = {str(r["arm"]): r for r in grp.to_dict(orient="records")}
         row = {"category": category_name(cat), "arms": {}}
         for arm in arms:
-            k, n, pct = cells[arm]
+            rec = by.get(arm, {})
+            k, n, pct = rec.get("patients_with_event"), rec.get("n"), rec.get("percent")
             if is_missing(pct) and not is_missing(k) and not is_missing(n) and n:
                 pct = 100.0 * float(k) / float(n)
             row["arms"][arm] = {"patients": k, "n": n, "percent": pct}
@@ -120,61 +100,30 @@ def ae_by_category(result: StudyResult, arms: list[str]) -> list[dict[str, Any]]
     return sorted(rows, key=lambda r: (total(r), r["category"]))
 
 
-def risk_difference_pp(result: StudyResult) -> dict[str, float] | None:
-    """The adverse-event risk difference (treatment − reference) in percentage points.
+def ae_by_arm(ae: AdverseEventResult) -> dict[str, dict[str, Any]]:
+    """Arm -> ``{patients_with_event, n, percent, ...}`` from ``ae.by_arm``."""
+    return {str(r["arm"]): r for r in ae.by_arm.to_dict(orient="records")}
 
-    The results block may hold it as a proportion (0.197) or in points (19.7); the scale is the one
-    that agrees with the per-arm percentages.
-    """
-    ae = result.adverse_events or {}
-    rd = ae.get("risk_difference")
-    by_arm = ae.get("by_arm") or {}
-    p = result.protocol
-    if not rd or rd.get("estimate") is None:
+
+def risk_difference_pp(ae: AdverseEventResult) -> dict[str, float] | None:
+    """The adverse-event risk difference (treatment − reference) in percentage points (``None`` when not
+    estimable); ``ae.risk_difference`` is on the proportion scale."""
+    rd = ae.risk_difference
+    if rd.estimate is None:
         return None
-    scale = 1.0
-    try:
-        points = float(by_arm[p.treatment_arm]["percent"]) - float(by_arm[p.reference_arm]["percent"])
-        est = float(rd["estimate"])
-        scale = 100.0 if abs(100 * est - points) < abs(est - points) else 1.0
-    except (KeyError, TypeError, ValueError):
-        pass
-    return {k: float(rd[k]) * scale for k in ("estimate", "ci_low", "ci_high") if rd.get(k) is not None}
+    return {k: 100.0 * float(v) for k, v in (("estimate", rd.estimate), ("ci_low", rd.ci_low),
+                                               ("ci_high", rd.ci_high)) if v is not None}
 
 
-def discontinuation_stats(result: StudyResult, analysis: str) -> dict[str, Any]:
-    """``{"logrank_p", "cox_hr"}`` of one discontinuation analysis (empty when not reported).
-
-    Accepts the stats nested under the analysis name (``discontinuation["adverse_event"]`` or
-    ``discontinuation["analyses"][...]``) or, for ``any_reason``, at the top of the block.
-    """
-    block = result.discontinuation or {}
-    for container in (block, block.get("analyses") or {}, block.get("by_analysis") or {}):
-        nested = container.get(analysis) if isinstance(container, dict) else None
-        if isinstance(nested, dict) and ("logrank_p" in nested or "cox_hr" in nested):
-            return {"logrank_p": nested.get("logrank_p"), "cox_hr": nested.get("cox_hr") or {}}
-    if analysis == "any_reason" and ("logrank_p" in block or "cox_hr" in block):
-        return {"logrank_p": block.get("logrank_p"), "cox_hr": block.get("cox_hr") or {}}
-    return {}
+def km_endpoints(disc: DiscontinuationResult | None) -> list[EndpointResult]:
+    """The discontinuation endpoints in report order (any reason, adverse events); none without results."""
+    return [] if disc is None else list(disc.endpoints)
 
 
-def remaining_total(record: dict[str, Any]) -> Any:
-    """Patients remaining after an attrition step (column ``remaining`` or ``remaining_total``)."""
-    return record.get("remaining_total", record.get("remaining"))
-
-
-def km_analyses(result: StudyResult) -> list[str]:
-    """Analyses present in the KM table, known ones first."""
-    if result.km is None or result.km.empty:
-        return []
-    present = list(dict.fromkeys(result.km["analysis"].astype(str)))
-    return [a for a in KM_ANALYSES if a in present] + [a for a in present if a not in KM_ANALYSES]
-
-
-def km_curve(result: StudyResult, analysis: str, arm: str) -> pd.DataFrame:
-    """Rows of the KM table for one analysis and arm, by time."""
-    km = result.km
-    sub = km[(km["analysis"].astype(str) == analysis) & (km["arm"].astype(str) == arm)]
+def km_curve(endpoint: EndpointResult, arm: str) -> pd.DataFrame:
+    """Rows of one endpoint's KM table for one arm, by time."""
+    km = endpoint.km
+    sub = km[km["arm"].astype(str) == arm]
     return sub.sort_values("time", kind="mergesort").reset_index(drop=True)
 
 
@@ -194,9 +143,14 @@ def survival_at(curve: pd.DataFrame, t: float) -> float | None:
     return float(earlier.iloc[-1]["survival"])
 
 
-def events_by_arm(result: StudyResult, analysis: str, arms: list[str]) -> dict[str, int]:
-    """Number of discontinuations per arm in one analysis."""
-    return {arm: int(km_curve(result, analysis, arm)["n_event"].sum()) for arm in arms}
+def events_by_arm(endpoint: EndpointResult, arms: list[str]) -> dict[str, int]:
+    """Number of discontinuations per arm in one endpoint."""
+    return {arm: int(km_curve(endpoint, arm)["n_event"].sum()) for arm in arms}
+
+
+def endpoint_label(endpoint: EndpointResult) -> str:
+    """``any reason`` / ``adverse events``."""
+    return KM_ANALYSES.get(endpoint.endpoint, endpoint.endpoint.replace("_", " "))
 
 
 def risk_ticks(max_months: float, step: float = 12.0) -> list[float]:
@@ -205,20 +159,18 @@ def risk_ticks(max_months: float, step: float = 12.0) -> list[float]:
 
 
 def provenance(result: StudyResult) -> dict[str, str]:
-    """ildstudy version, protocol and data hashes (from ``provenance``, else ``results``).
+    """ildstudy version, protocol and data hashes (from ``result.provenance``) and the results schema version.
 
     ``provenance["notice"]`` (e.g. "synthetic data: demo") is not listed here: the report shows it
     next to the title.
     """
     from ildstudy import __version__
 
-    prov = dict(result.provenance or {})
-    res = result.results or {}
-    version = prov.get("ildstudy_version") or prov.get("version") or prov.get("ildstudy") or __version__
+    prov = result.provenance
     return {
-        "ildstudy version": str(version),
+        "ildstudy version": str(prov.get("ildstudy_version") or __version__),
         "protocol": result.protocol.name,
-        "protocol SHA-256": str(prov.get("protocol_sha256") or res.get("protocol_sha256") or result.protocol.sha256()),
-        "data SHA-256": str(prov.get("data_sha256") or res.get("data_sha256") or "not recorded"),
-        "results schema": str(res.get("schema_version", "")) or "not recorded",
+        "protocol SHA-256": str(prov.get("protocol_sha256") or result.protocol.sha256()),
+        "data SHA-256": str(prov.get("data_sha256") or "not recorded"),
+        "results schema": str(SCHEMA_VERSION),
     }

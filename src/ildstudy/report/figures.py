@@ -68,24 +68,31 @@ def render_figures(result: StudyResult, folder: Path) -> list[RenderedFigure]:
     folder.mkdir(parents=True, exist_ok=True)
     arms = extract.arm_names(result)
     colours = arm_colours(arms)
+    p = result.protocol
+    months = [float(m) for m in p.analysis.contrast_months]
+    max_months = float(p.follow_up.max_months)
+    contrast = extract.contrast_label(result)
     out: list[RenderedFigure] = []
     with matplotlib.rc_context(matplotlib_rc()):
         for outcome in result.outcomes.values():
-            fig = trajectory_figure(result, outcome, colours)
+            fig = trajectory_figure(outcome, colours, n_by_arm=result.arms, months=months, max_months=max_months)
             out.append(_save(fig, folder, f"trajectory_{outcome.name}", f"{outcome.label}: trajectories",
-                             _trajectory_caption(result, outcome)))
+                             _trajectory_caption(outcome, months)))
         if result.outcomes:
-            fig = forest_figure(result)
-            out.append(_save(fig, folder, "forest_differences",
-                             f"Adjusted differences {extract.contrast_label(result)}", _forest_caption(result)))
-        if result.adverse_events and result.adverse_events.get("by_arm"):
-            fig = figures_events.adverse_event_figure(result, colours)
+            fig = forest_figure(list(result.outcomes.values()), months=months, contrast=contrast,
+                                treatment=p.treatment_arm)
+            out.append(_save(fig, folder, "forest_differences", f"Adjusted differences {contrast}",
+                             _forest_caption(contrast)))
+        if result.adverse_events is not None and not result.adverse_events.by_arm.empty:
+            fig = figures_events.adverse_event_figure(result.adverse_events, colours, n_by_arm=result.arms)
             out.append(_save(fig, folder, "adverse_events", "Adverse events by arm and category",
-                             figures_events.adverse_event_caption(result)))
-        if extract.km_analyses(result):
-            fig = figures_events.km_figure(result, colours)
+                             figures_events.adverse_event_caption()))
+        if result.discontinuation is not None:
+            fig = figures_events.km_figure(result.discontinuation, colours, n_by_arm=result.arms,
+                                           max_months=max_months, treatment=p.treatment_arm,
+                                           reference=p.reference_arm)
             out.append(_save(fig, folder, "discontinuation_km", "Time to treatment discontinuation",
-                             figures_events.km_caption(result)))
+                             figures_events.km_caption(p.treatment_arm, p.reference_arm)))
     return out
 
 
@@ -104,10 +111,6 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width)) or text
 
 
-def _month_ticks(result: StudyResult) -> list[float]:
-    return [float(m) for m in result.protocol.analysis.contrast_months]
-
-
 def _sample_series(ids: np.ndarray, limit: int) -> np.ndarray:
     ids = np.unique(ids)
     if len(ids) <= limit:
@@ -115,8 +118,12 @@ def _sample_series(ids: np.ndarray, limit: int) -> np.ndarray:
     return ids[np.linspace(0, len(ids) - 1, limit).round().astype(int)]
 
 
-def trajectory_figure(result: StudyResult, outcome: OutcomeResult, colours: dict[str, str]):
-    """Marginal means with 95% CI bands per arm over months, observed patient values faintly behind."""
+def trajectory_figure(outcome: OutcomeResult, colours: dict[str, str], *, n_by_arm: dict[str, int],
+                      months: list[float], max_months: float):
+    """Marginal means with 95% CI bands per arm over months, observed patient values faintly behind.
+
+    ``colours`` gives the arms (in order) and their colours, ``n_by_arm`` the legend's n, ``months`` the
+    x ticks (the protocol's contrast months) and ``max_months`` the follow-up maximum (x range)."""
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -148,14 +155,14 @@ def trajectory_figure(result: StudyResult, outcome: OutcomeResult, colours: dict
                         color=colours[arm], alpha=0.2, linewidth=0, zorder=2)
         ax.plot(x, sub["estimate"].to_numpy(float), color=colours[arm], linewidth=2.4, marker="o",
                 markersize=4.5, zorder=3)
-        n = result.arms.get(arm)
+        n = n_by_arm.get(arm)
         handles.append(Line2D([], [], color=colours[arm], linewidth=2.4, marker="o", markersize=4.5,
                               label=f"{arm} (n = {n}): adjusted mean, 95% CI" if n else arm))
     handles.append(Line2D([], [], color="#777777", linewidth=0.8, alpha=0.6,
                           label="observed values, one line per patient" + (" (sample)" if sampled else "")))
-    ticks = _month_ticks(result)
+    ticks = months
     ax.set_xticks(ticks, [fmt_month(t) for t in ticks])
-    ax.set_xlim(-1.5, max(float(result.protocol.follow_up.max_months), ticks[-1]) + 1.5)
+    ax.set_xlim(-1.5, max(float(max_months), ticks[-1]) + 1.5)
     ax.set_xlabel("Months since treatment start")
     ax.set_ylabel(_wrap(outcome.label, 40))
     ax.yaxis.grid(True, color=GRID, linewidth=0.6)
@@ -164,24 +171,24 @@ def trajectory_figure(result: StudyResult, outcome: OutcomeResult, colours: dict
     return fig
 
 
-def _trajectory_caption(result: StudyResult, outcome: OutcomeResult) -> str:
+def _trajectory_caption(outcome: OutcomeResult, months: list[float]) -> str:
     return (f"{outcome.label}: adjusted marginal means (lines and points) with 95% confidence bands per arm "
             f"from the linear mixed-effects model, at months "
-            f"{', '.join(fmt_month(m) for m in result.protocol.analysis.contrast_months)}. "
+            f"{', '.join(fmt_month(m) for m in months)}. "
             "Faint lines and dots behind are the observed values, one line per patient.")
 
 
-def forest_figure(result: StudyResult):
-    """AZA − MMF adjusted differences with 95% CIs at each contrast month, one panel per outcome."""
+def forest_figure(outcomes: list[OutcomeResult], *, months: list[float], contrast: str, treatment: str):
+    """AZA − MMF adjusted differences with 95% CIs at each contrast month, one panel per outcome.
+
+    ``contrast`` is the axis label ("AZA − MMF") and ``treatment`` the arm named in the direction hint."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    outcomes = list(result.outcomes.values())
-    months = _month_ticks(result)
     ypos = {m: len(months) - 1 - i for i, m in enumerate(months)}
     fig = Figure(figsize=(2.9 * len(outcomes) + 0.8, 0.34 * len(months) + 1.9), layout="constrained")
     axes = fig.subplots(1, len(outcomes), sharey=True, squeeze=False)[0]
-    treat = result.protocol.treatment_arm
+    treat = treatment
     for ax, outcome in zip(axes, outcomes):
         d = outcome.arm_differences.sort_values("month", kind="mergesort")
         d = d[d["month"].astype(float).isin(months)]
@@ -200,7 +207,7 @@ def forest_figure(result: StudyResult):
         ax.set_axisbelow(True)
         ax.set_title(_wrap(outcome.label, 30), loc="left")
         unit = outcome_unit(outcome.name)
-        ax.set_xlabel(f"{extract.contrast_label(result)}{', ' + unit if unit else ''}\n"
+        ax.set_xlabel(f"{contrast}{', ' + unit if unit else ''}\n"
                       f"\u2190 lower in {treat}    higher in {treat} \u2192", fontsize=8.5)
     axes[0].set_yticks(list(ypos.values()), [f"{fmt_month(m)} mo" for m in ypos])
     axes[0].set_ylim(-0.6, len(months) - 0.4)
@@ -214,7 +221,7 @@ def forest_figure(result: StudyResult):
     return fig
 
 
-def _forest_caption(result: StudyResult) -> str:
-    return (f"Adjusted differences {extract.contrast_label(result)} (diamonds) with 95% confidence intervals "
+def _forest_caption(contrast: str) -> str:
+    return (f"Adjusted differences {contrast} (diamonds) with 95% confidence intervals "
             "at each protocol month, from each outcome's mixed-effects model; filled diamonds: p < 0.05 "
             "(not adjusted for multiple comparisons). The dashed line marks no difference.")

@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from ildstudy.analysis.result import StudyResult
+from ildstudy.analysis.adverse_events import AdverseEventResult
+from ildstudy.analysis.discontinuation import DiscontinuationResult, EndpointResult
 from ildstudy.report import extract
 from ildstudy.report.formatting import fmt_ci, fmt_month, fmt_num, is_missing, p_phrase
 from ildstudy.report.style import GRID, NEUTRAL
 
 
-def adverse_event_figure(result: StudyResult, colours: dict[str, str]):
-    """Horizontal grouped bars: % of patients with ≥ 1 adverse event, overall and by category."""
+def adverse_event_figure(ae: AdverseEventResult, colours: dict[str, str], *, n_by_arm: dict[str, int]):
+    """Horizontal grouped bars: % of patients with ≥ 1 adverse event, overall and by category.
+
+    ``colours`` gives the arms (in order) and their colours; ``n_by_arm`` the legend's n."""
     from matplotlib.figure import Figure
 
     arms = list(colours)
-    by_arm = result.adverse_events["by_arm"]
+    by_arm = extract.ae_by_arm(ae)
     rows = [{"category": "Any adverse event",
-             "arms": {a: {"patients": by_arm.get(a, {}).get("patients_with_event"),
-                          "n": by_arm.get(a, {}).get("n"),
-                          "percent": by_arm.get(a, {}).get("percent")} for a in arms}}]
-    rows += extract.ae_by_category(result, arms)
+             "arms": {a: {"patients": by_arm[a]["patients_with_event"], "n": by_arm[a]["n"],
+                          "percent": by_arm[a]["percent"]} for a in arms}}]
+    rows += extract.ae_by_category(ae, arms)
     height = 0.8 / len(arms)
     fig = Figure(figsize=(6.6, 0.5 * len(rows) + 1.3))
     ax = fig.add_subplot()
@@ -36,7 +38,7 @@ def adverse_event_figure(result: StudyResult, colours: dict[str, str]):
             pct = 0.0 if is_missing(cell["percent"]) else float(cell["percent"])
             y = top - i + 0.4 - height * (j + 0.5)
             ax.barh(y, pct, height=height * 0.92, color=colours[arm], zorder=2,
-                    label=f"{arm} (n = {result.arms.get(arm, cell['n'])})" if i == 0 else None)
+                    label=f"{arm} (n = {n_by_arm.get(arm, cell['n'])})" if i == 0 else None)
             if not is_missing(cell["patients"]) and not is_missing(cell["n"]):
                 ax.text(pct + 0.6, y, f"{int(cell['patients'])}/{int(cell['n'])}", va="center", fontsize=7.5,
                         color="#333333")
@@ -54,36 +56,40 @@ def adverse_event_figure(result: StudyResult, colours: dict[str, str]):
     return fig
 
 
-def adverse_event_caption(result: StudyResult) -> str:
+def adverse_event_caption() -> str:
     """Caption of the adverse-event bar chart."""
     return ("Percentage of patients with at least one adverse event, overall and by category; labels give "
             "patients with an event / patients in the arm. A patient can count in several categories.")
 
 
-def _hr_text(stats: dict) -> str:
-    hr = stats.get("cox_hr") or {}
-    if is_missing(hr.get("estimate")):
+def _hr_text(endpoint: EndpointResult) -> str:
+    hr = endpoint.cox
+    if hr is None or is_missing(hr.hazard_ratio):
         return ""
-    return f"HR {fmt_num(hr['estimate'], 2)} ({fmt_ci(hr.get('ci_low'), hr.get('ci_high'), 2)})"
+    return f"HR {fmt_num(hr.hazard_ratio, 2)} ({fmt_ci(hr.ci_low, hr.ci_high, 2)})"
 
 
-def km_figure(result: StudyResult, colours: dict[str, str]):
-    """Kaplan–Meier curves of time to discontinuation, one panel per analysis, numbers at risk below."""
+def km_figure(disc: DiscontinuationResult, colours: dict[str, str], *, n_by_arm: dict[str, int],
+              max_months: float, treatment: str, reference: str):
+    """Kaplan–Meier curves of time to discontinuation, one panel per endpoint, numbers at risk below.
+
+    ``colours`` gives the arms (in order) and their colours, ``n_by_arm`` the legend's n, ``max_months``
+    the x range; ``treatment`` and ``reference`` name the hazard ratio's arms."""
     from matplotlib.figure import Figure
 
     arms = list(colours)
-    analyses = extract.km_analyses(result)
-    max_m = float(result.protocol.follow_up.max_months)
+    analyses = extract.km_endpoints(disc)
+    max_m = float(max_months)
     ticks = extract.risk_ticks(max_m)
     fig = Figure(figsize=(4.9 * len(analyses) + 0.4, 4.7))
     grid = fig.add_gridspec(2, len(analyses), height_ratios=[3.4, 0.3 + 0.28 * len(arms)], hspace=0.42,
                             wspace=0.28)
     ylabel = "Remaining on treatment (%)"
-    for k, analysis in enumerate(analyses):
+    for k, endpoint in enumerate(analyses):
         ax = fig.add_subplot(grid[0, k])
         risk = fig.add_subplot(grid[1, k], sharex=ax)
         for arm in arms:
-            curve = extract.km_curve(result, analysis, arm)
+            curve = extract.km_curve(endpoint, arm)
             if curve.empty:
                 continue
             t = curve["time"].to_numpy(float)
@@ -91,7 +97,7 @@ def km_figure(result: StudyResult, colours: dict[str, str]):
             if t[0] > 0:
                 t, s = np.r_[0.0, t], np.r_[100.0, s]
             ax.step(t, s, where="post", color=colours[arm], linewidth=2.0, zorder=3,
-                    label=f"{arm} (n = {result.arms.get(arm, '')})")
+                    label=f"{arm} (n = {n_by_arm.get(arm, '')})")
             if {"ci_low", "ci_high"} <= set(curve.columns):
                 lo, hi = 100 * curve["ci_low"].to_numpy(float), 100 * curve["ci_high"].to_numpy(float)
                 if len(lo) < len(t):
@@ -102,31 +108,29 @@ def km_figure(result: StudyResult, colours: dict[str, str]):
                     marker="|", markersize=6, markeredgewidth=1.0, color=colours[arm], zorder=4)
         ax.set_ylim(0, 103)
         ax.set_xlim(0, max_m * 1.02)
-        ax.set_title(f"Discontinuation for {extract.KM_ANALYSES.get(analysis, analysis.replace('_', ' '))}",
-                     loc="left")
+        ax.set_title(f"Discontinuation for {extract.endpoint_label(endpoint)}", loc="left")
         ax.set_ylabel(ylabel if k == 0 else "")
         ax.yaxis.grid(True, color=GRID, linewidth=0.6)
         ax.set_axisbelow(True)
         ax.tick_params(labelbottom=True)
         ax.set_xticks(ticks, [fmt_month(x) for x in ticks])
         ax.set_xlabel("Months since treatment start")
-        stats = extract.discontinuation_stats(result, analysis)
         lines = []
-        if not is_missing(stats.get("logrank_p")):
-            lines.append(f"Log-rank {p_phrase(stats['logrank_p'])}")
-        if _hr_text(stats):
-            lines.append(f"{_hr_text(stats)}, {result.protocol.treatment_arm} vs {result.protocol.reference_arm}")
+        if not is_missing(endpoint.logrank.p):
+            lines.append(f"Log-rank {p_phrase(endpoint.logrank.p)}")
+        if _hr_text(endpoint):
+            lines.append(f"{_hr_text(endpoint)}, {treatment} vs {reference}")
         if lines:
             ax.text(0.02, 0.04, "\n".join(lines), transform=ax.transAxes, fontsize=8.5, color=NEUTRAL,
                     va="bottom", ha="left",
                     bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "#BBBBBB"})
-        _risk_table(risk, result, analysis, arms, colours, ticks)
+        _risk_table(risk, endpoint, arms, colours, ticks)
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(arms), bbox_to_anchor=(0.5, 1.0), fontsize=9)
     return fig
 
 
-def _risk_table(ax, result: StudyResult, analysis: str, arms: list[str], colours: dict[str, str],
+def _risk_table(ax, endpoint: EndpointResult, arms: list[str], colours: dict[str, str],
                 ticks: list[float]) -> None:
     for spine in ax.spines.values():
         spine.set_visible(False)
@@ -138,7 +142,7 @@ def _risk_table(ax, result: StudyResult, analysis: str, arms: list[str], colours
         lab.set_color(colours[arm])
         lab.set_fontweight("bold")
     for i, arm in enumerate(arms):
-        curve = extract.km_curve(result, analysis, arm)
+        curve = extract.km_curve(endpoint, arm)
         for t in ticks:
             ax.text(t, i, str(extract.n_at_risk(curve, t)) if not curve.empty else "", ha="center",
                     va="center", fontsize=8.5, color=colours[arm])
@@ -146,9 +150,8 @@ def _risk_table(ax, result: StudyResult, analysis: str, arms: list[str], colours
             fontweight="bold", color=NEUTRAL, va="bottom", ha="left")
 
 
-def km_caption(result: StudyResult) -> str:
+def km_caption(treatment: str, reference: str) -> str:
     """Caption of the Kaplan–Meier figure."""
-    p = result.protocol
     return (f"Kaplan–Meier estimates of the percentage of patients still on their assigned drug, with 95% "
             f"confidence bands; ticks mark censored patients. Numbers at risk are given under each panel. "
-            f"HR: Cox hazard ratio of discontinuation, {p.treatment_arm} vs {p.reference_arm} (95% CI).")
+            f"HR: Cox hazard ratio of discontinuation, {treatment} vs {reference} (95% CI).")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -68,28 +69,38 @@ def fmt_est_ci(est, low, high, digits: int = 1, *, sign: bool = False) -> str:
     return f"{fmt_num(est, digits, sign=sign)} ({fmt_ci(low, high, digits)})"
 
 
-def fmt_p(p) -> str:
-    """Exact p-value for tables: three decimals, ``<0.001``, ``—`` when missing."""
-    if is_missing(p):
-        return DASH
-    p = float(p)
-    if p < 0.001:
-        return "<0.001"
-    if p > 0.999:
-        return ">0.999"
-    return f"{p:.3f}"
+def format_p(p, style: Literal["table", "prose"] = "table", *, phrase: bool = False) -> str:
+    """The package's one p-value formatter (report tables, report prose, figures and the CLI).
 
+    Parameters
+    ----------
+    p : float or None
+    style : ``"table"`` — exact: three decimals, ``<0.001``, ``>0.999``; ``"prose"`` — as journals print
+        it: ``0.036 → 0.04``, ``0.0049 → 0.005``, ``<0.001``, ``>0.99``, and a p just below 0.05 keeps three
+        decimals (``0.049``) rather than rounding up to ``0.05``.
+    phrase : prefix ``p = `` (``p < 0.001``, ``p > 0.999``).
 
-def fmt_p_prose(p) -> str:
-    """Journal-style p-value for text: ``0.036 → 0.04``, ``0.0049 → 0.005``, ``<0.001``.
+    Returns ``—`` (``p = —``) when ``p`` is missing.
 
-    A p just below 0.05 keeps three decimals (``0.049``) rather than rounding up to ``0.05``.
+    >>> format_p(0.0357), format_p(0.0357, "prose"), format_p(0.0004, phrase=True), format_p(0.2, "prose", phrase=True)
+    ('0.036', '0.04', 'p < 0.001', 'p = 0.20')
     """
+    if style not in ("table", "prose"):
+        raise ValueError(f"style must be 'table' or 'prose', not {style!r}")
+    text = _p_text(p, style)
+    if not phrase:
+        return text
+    return f"p {text[0]} {text[1:]}" if text[:1] in "<>" else f"p = {text}"
+
+
+def _p_text(p, style: str) -> str:
     if is_missing(p):
         return DASH
     p = float(p)
     if p < 0.001:
         return "<0.001"
+    if style == "table":
+        return ">0.999" if p > 0.999 else f"{p:.3f}"
     if p < 0.01:
         return f"{p:.3f}"
     if p > 0.99:
@@ -100,12 +111,19 @@ def fmt_p_prose(p) -> str:
     return two
 
 
+def fmt_p(p) -> str:
+    """Exact p-value for tables: ``format_p(p)``."""
+    return format_p(p)
+
+
+def fmt_p_prose(p) -> str:
+    """Journal-style p-value for text: ``format_p(p, "prose")``."""
+    return format_p(p, "prose")
+
+
 def p_phrase(p) -> str:
-    """``"p = 0.04"`` or ``"p < 0.001"`` for prose."""
-    text = fmt_p_prose(p)
-    if text.startswith("<") or text.startswith(">"):
-        return f"p {text[0]} {text[1:]}"
-    return f"p = {text}"
+    """``"p = 0.04"`` or ``"p < 0.001"`` for prose: ``format_p(p, "prose", phrase=True)``."""
+    return format_p(p, "prose", phrase=True)
 
 
 def significant(p, alpha: float = ALPHA) -> bool:

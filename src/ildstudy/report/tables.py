@@ -23,6 +23,7 @@ from ildstudy.report.formatting import (
     fmt_num,
     fmt_p,
     fmt_pct,
+    format_p,
     is_missing,
     significant,
 )
@@ -49,23 +50,22 @@ def key_results(result: StudyResult) -> dict[str, Any]:
                           "estimate": fmt_num(row["estimate"], 1, sign=True),
                           "ci": fmt_ci(row.get("ci_low"), row.get("ci_high")),
                           "p": fmt_p(row.get("p")), "sig": significant(row.get("p"))})
-    ae = result.adverse_events or {}
-    by_arm = ae.get("by_arm") or {}
-    ae_arms = [{"name": a, "percent": fmt_pct(by_arm[a].get("percent")),
-                "count": f"{fmt_int(by_arm[a].get('patients_with_event'))}/{fmt_int(by_arm[a].get('n'))}"}
+    ae = result.adverse_events
+    by_arm = extract.ae_by_arm(ae) if ae is not None else {}
+    ae_arms = [{"name": a, "percent": fmt_pct(by_arm[a]["percent"]),
+                "count": f"{fmt_int(by_arm[a]['patients_with_event'])}/{fmt_int(by_arm[a]['n'])}"}
                for a in extract.arm_names(result) if a in by_arm]
     disc = []
-    for analysis in extract.km_analyses(result):
-        stats = extract.discontinuation_stats(result, analysis)
-        hr = stats.get("cox_hr") or {}
-        if not is_missing(hr.get("estimate")):
-            disc.append({"label": f"Discontinuation ({extract.KM_ANALYSES.get(analysis, analysis)})",
-                         "estimate": fmt_num(hr["estimate"], 2), "ci": fmt_ci(hr.get("ci_low"), hr.get("ci_high"), 2),
-                         "p": fmt_p(hr.get("p", stats.get("logrank_p"))),
-                         "sig": significant(hr.get("p", stats.get("logrank_p")))})
+    for endpoint in extract.km_endpoints(result.discontinuation):
+        hr = endpoint.cox
+        if hr is not None and not is_missing(hr.hazard_ratio):
+            disc.append({"label": f"Discontinuation ({extract.endpoint_label(endpoint)})",
+                         "estimate": fmt_num(hr.hazard_ratio, 2), "ci": fmt_ci(hr.ci_low, hr.ci_high, 2),
+                         "p": fmt_p(hr.p), "sig": significant(hr.p)})
+    ae_p = ae.primary.p if ae is not None else None
     return {"month": fmt_month(month), "contrast": extract.contrast_label(result), "differences": diffs,
-            "ae_arms": ae_arms, "ae_p": fmt_p(ae.get("p")), "ae_sig": significant(ae.get("p")),
-            "ae_test": ae_test_name(ae.get("test")), "discontinuation": disc,
+            "ae_arms": ae_arms, "ae_p": fmt_p(ae_p), "ae_sig": significant(ae_p),
+            "ae_test": ae_test_name(ae.test if ae is not None else None), "discontinuation": disc,
             "treatment": result.protocol.treatment_arm, "reference": result.protocol.reference_arm}
 
 
@@ -88,7 +88,7 @@ def flow(result: StudyResult) -> dict[str, Any]:
     recs = att.to_dict(orient="records")
     first = recs[0]
     first_excluded = count(first.get("excluded")) or 0
-    start_n = (count(extract.remaining_total(first)) or 0) + first_excluded
+    start_n = (count(first["remaining"]) or 0) + first_excluded
     start_label = str(first.get("step", "")).replace("_", " ") if first_excluded == 0 else "Patients screened"
     steps_recs = recs[1:] if first_excluded == 0 else recs
     total_excluded = None
@@ -99,7 +99,7 @@ def flow(result: StudyResult) -> dict[str, Any]:
     for rec in steps_recs:
         reason = str(rec.get("reason") or "") or str(rec.get("step", "")).replace("_", " ")
         steps.append({"excluded": fmt_int(rec.get("excluded")), "reason": reason,
-                      "n": fmt_int(extract.remaining_total(rec)), "split": split(rec)})
+                      "n": fmt_int(rec["remaining"]), "split": split(rec)})
     final = recs[-1]
     arm_boxes = [{"name": a, "label": labels.get(a, a), "colour": arm_colours(arms)[a],
                   "n": fmt_int(final.get(f"remaining_{a}", result.arms.get(a)))} for a in arms]
@@ -116,14 +116,14 @@ def _is_total_row(last: dict[str, Any], before: list[dict[str, Any]]) -> bool:
     try:
         excluded = sum(int(r.get("excluded") or 0) for r in before)
         return (int(last.get("excluded")) == excluded and excluded > 0
-                and int(extract.remaining_total(last)) == int(extract.remaining_total(before[-1])))
+                and int(last["remaining"]) == int(before[-1]["remaining"]))
     except (TypeError, ValueError):
         return False
 
 
 def table1(result: StudyResult) -> list[dict[str, Any]]:
     """Table 1 rows: a variable row (with p, test, SMD, missing) and indented level rows."""
-    frame = result.table1
+    frame = result.table1.table if result.table1 is not None else None
     if frame is None or frame.empty:
         return []
     arms = extract.arm_names(result)
@@ -153,9 +153,8 @@ def table1(result: StudyResult) -> list[dict[str, Any]]:
 
 
 def p_cell(p) -> str:
-    """``"p = 0.036"`` or ``"p < 0.001"`` with the exact (table) p-value."""
-    text = fmt_p(p)
-    return f"p {text[0]} {text[1:]}" if text[:1] in "<>" else f"p = {text}"
+    """``"p = 0.036"`` or ``"p < 0.001"`` with the exact (table) p-value: ``format_p(p, phrase=True)``."""
+    return format_p(p, phrase=True)
 
 
 def _at(frame: pd.DataFrame, arm: str | None, month: float) -> dict[str, Any] | None:
@@ -200,8 +199,11 @@ def contrasts(result: StudyResult, outcome: OutcomeResult) -> list[dict[str, Any
 def adverse_events(result: StudyResult) -> dict[str, Any]:
     """Rows (any event, then categories) of ``patients/n (%)`` per arm and the test footnote."""
     arms = extract.arm_names(result)
-    ae = result.adverse_events or {}
-    by_arm = ae.get("by_arm") or {}
+    ae = result.adverse_events
+    if ae is None:
+        return {"rows": [], "test": ae_test_name(None), "statistic": "", "p": fmt_p(None), "sig": False,
+                "fisher_p": "", "rd": "", "contrast": extract.contrast_label(result)}
+    by_arm = extract.ae_by_arm(ae)
 
     def cell(k, n, pct) -> str:
         if is_missing(k):
@@ -213,16 +215,17 @@ def adverse_events(result: StudyResult) -> dict[str, Any]:
         rows.append({"label": "Any adverse event", "total": True, "cells": [
             cell(by_arm.get(a, {}).get("patients_with_event"), by_arm.get(a, {}).get("n"),
                  by_arm.get(a, {}).get("percent")) for a in arms]})
-    for rec in extract.ae_by_category(result, arms):
+    for rec in extract.ae_by_category(ae, arms):
         rows.append({"label": rec["category"], "total": False,
                      "cells": [cell(rec["arms"][a]["patients"], rec["arms"][a]["n"], rec["arms"][a]["percent"])
                                for a in arms]})
-    rd = extract.risk_difference_pp(result)
+    rd = extract.risk_difference_pp(ae)
+    stat, p, fisher_p = ae.primary.statistic, ae.primary.p, ae.fisher.p
     return {
-        "rows": rows, "test": ae_test_name(ae.get("test")),
-        "statistic": fmt_num(ae.get("statistic"), 2) if not is_missing(ae.get("statistic")) else "",
-        "p": fmt_p(ae.get("p")), "sig": significant(ae.get("p")),
-        "fisher_p": fmt_p(ae.get("fisher_p")) if not is_missing(ae.get("fisher_p")) else "",
+        "rows": rows, "test": ae_test_name(ae.test),
+        "statistic": fmt_num(stat, 2) if not is_missing(stat) else "",
+        "p": fmt_p(p), "sig": significant(p),
+        "fisher_p": fmt_p(fisher_p) if not is_missing(fisher_p) else "",
         "rd": (f"{fmt_num(rd['estimate'], 1, sign=True)} percentage points (95% CI "
                f"{fmt_ci(rd.get('ci_low'), rd.get('ci_high'))})") if rd and "ci_low" in rd else "",
         "contrast": extract.contrast_label(result),
@@ -234,21 +237,21 @@ def discontinuation(result: StudyResult) -> list[dict[str, Any]]:
     arms = extract.arm_names(result)
     month = extract.headline_month(result)
     rows = []
-    for analysis in extract.km_analyses(result):
-        events = extract.events_by_arm(result, analysis, arms)
+    for endpoint in extract.km_endpoints(result.discontinuation):
+        events = extract.events_by_arm(endpoint, arms)
         remaining = []
         for a in arms:
-            s = extract.survival_at(extract.km_curve(result, analysis, a), month)
+            s = extract.survival_at(extract.km_curve(endpoint, a), month)
             remaining.append(fmt_pct(100 * s, 0) if s is not None else DASH)
-        stats = extract.discontinuation_stats(result, analysis)
-        hr = stats.get("cox_hr") or {}
+        hr, logrank_p = endpoint.cox, endpoint.logrank.p
         rows.append({
-            "label": extract.KM_ANALYSES.get(analysis, analysis.replace("_", " ")).capitalize(),
+            "label": extract.endpoint_label(endpoint).capitalize(),
             "events": [f"{events[a]}/{fmt_int(result.arms.get(a))}" for a in arms],
             "remaining": remaining,
-            "logrank_p": fmt_p(stats.get("logrank_p")), "logrank_sig": significant(stats.get("logrank_p")),
-            "hr": fmt_num(hr.get("estimate"), 2), "hr_ci": fmt_ci(hr.get("ci_low"), hr.get("ci_high"), 2),
-            "hr_p": fmt_p(hr.get("p")), "hr_sig": significant(hr.get("p")),
+            "logrank_p": fmt_p(logrank_p), "logrank_sig": significant(logrank_p),
+            "hr": fmt_num(hr.hazard_ratio if hr else None, 2),
+            "hr_ci": fmt_ci(hr.ci_low if hr else None, hr.ci_high if hr else None, 2),
+            "hr_p": fmt_p(hr.p if hr else None), "hr_sig": significant(hr.p if hr else None),
         })
     return rows
 

@@ -71,7 +71,7 @@ def summary_sentences(result: StudyResult) -> list[str]:
     att = result.attrition
     if att is not None and not att.empty:
         first = att.iloc[0].to_dict()
-        n0 = extract.remaining_total(first)
+        n0 = first["remaining"]
         if not is_missing(n0):
             excluded = first.get("excluded")
             n0 = int(n0) + (0 if is_missing(excluded) else int(excluded))
@@ -113,30 +113,28 @@ def summary_sentences(result: StudyResult) -> list[str]:
             out.append(f"Of these, {only}the difference{'s' if len(sig) > 1 else ''} in {and_join(sig)} "
                        f"{verb} statistically significant (p < 0.05).")
 
-    ae = result.adverse_events or {}
-    by_arm = ae.get("by_arm") or {}
+    ae = result.adverse_events
+    by_arm = extract.ae_by_arm(ae) if ae is not None else {}
     if by_arm:
         groups = and_join([
             f"{by_arm[a]['patients_with_event']} of {by_arm[a]['n']} {a} patients ({fmt_pct(by_arm[a]['percent'])})"
             for a in arms if a in by_arm])
-        rd = extract.risk_difference_pp(result)
+        rd = extract.risk_difference_pp(ae)
         rd_text = ""
         if rd and "ci_low" in rd:
             rd_text = (f"; risk difference {fmt_num(rd['estimate'], 1, sign=True)} percentage points, "
                        f"95% CI {fmt_ci(rd['ci_low'], rd['ci_high'])}")
-        test = ("" if is_missing(ae.get("p"))
-                else f" ({ae_test_name(ae.get('test'))}, {p_phrase(ae.get('p'))}{rd_text})")
+        test = ("" if is_missing(ae.primary.p)
+                else f" ({ae_test_name(ae.test)}, {p_phrase(ae.primary.p)}{rd_text})")
         out.append(f"At least one adverse event occurred in {groups}{test}.")
 
     disc = []
-    for analysis in extract.km_analyses(result):
-        stats = extract.discontinuation_stats(result, analysis)
-        hr = stats.get("cox_hr") or {}
-        if is_missing(hr.get("estimate")):
+    for endpoint in extract.km_endpoints(result.discontinuation):
+        hr = endpoint.cox
+        if hr is None or is_missing(hr.hazard_ratio):
             continue
-        what = extract.KM_ANALYSES.get(analysis, analysis.replace("_", " "))
-        disc.append(f"for {what} HR {fmt_num(hr['estimate'], 2)} (95% CI "
-                    f"{fmt_ci(hr.get('ci_low'), hr.get('ci_high'), 2)}; log-rank {p_phrase(stats.get('logrank_p'))})")
+        disc.append(f"for {extract.endpoint_label(endpoint)} HR {fmt_num(hr.hazard_ratio, 2)} (95% CI "
+                    f"{fmt_ci(hr.ci_low, hr.ci_high, 2)}; log-rank {p_phrase(endpoint.logrank.p)})")
     if disc:
         out.append(f"Hazard of discontinuation, {treat} vs {ref}: {'; '.join(disc)}.")
     return out
@@ -211,11 +209,13 @@ def methods_paragraphs(result: StudyResult) -> list[str]:
         f"{baseline_window}. "
         f"{follow} Outcomes were {and_join(outcomes)}."
     )
-    tests = [t for t in dict.fromkeys(result.table1["test"].dropna().astype(str)) if t.strip("-\u2014 ")] if (
-        result.table1 is not None and "test" in result.table1) else []
+    t1 = result.table1.table if result.table1 is not None else None
+    tests = ([t for t in dict.fromkeys(t1["test"].dropna().astype(str)) if t.strip("-\u2014 ")]
+             if t1 is not None and not t1.empty else [])
     baseline = (f"Baseline characteristics were compared between arms ({and_join(tests)}), with standardised "
                 "mean differences (SMD). " if tests else "")
-    ae_test = ae_test_name((result.adverse_events or {}).get("test") or p.analysis.adverse_event_test)
+    ae_test = ae_test_name(result.adverse_events.test if result.adverse_events is not None
+                           else p.analysis.adverse_event_test)
     stats = (
         f"{model_sentence(result)} {baseline}The proportion of patients with at least one adverse event was "
         f"compared with a {ae_test} (Fisher’s exact p also shown). Time to discontinuation of the assigned drug "

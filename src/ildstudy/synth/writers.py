@@ -1,5 +1,6 @@
 """Write a synthetic registry to files: CSV, Parquet, XLSX or one DuckDB database, plus ``truth.json``.
 
+The folder is written atomically and only where ``--out`` rules allow (:mod:`ildstudy.report.outdir`).
 Same seed, same bytes: CSV and Parquet are written from Arrow (no timestamps in Parquet metadata);
 XLSX workbooks get fixed document properties and fixed ZIP entry times. CSV and Parquet are streamed
 block by block, so a million patients never sit in memory as one table.
@@ -41,8 +42,10 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
     Parameters
     ----------
     out_dir : path
-        Folder to write into (created if missing). It must not hold registry tables of another
-        format (the loader would find each table twice).
+        Output folder: new, empty, or an earlier ildstudy output (then replaced). It is written
+        atomically (a partial sibling folder, renamed when complete; nothing is left behind on
+        failure), and refused like any ``--out`` when it is a file or a user's non-empty folder
+        (see :mod:`ildstudy.report.outdir`).
     n_patients : int or None
         ``None``: the default registry calibrated to the published study (see
         :func:`~ildstudy.synth.generate_registry`); otherwise the number of patients.
@@ -58,6 +61,13 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
     Truth
         Also written to ``out_dir/truth.json``.
 
+    Raises
+    ------
+    OutputError
+        ``out_dir`` must not be used (nothing is written).
+    EnvironmentFailure
+        The operating system refused a write (disk full, read-only, ...); ``out_dir`` is left as it was.
+
     Examples
     --------
     >>> import tempfile
@@ -71,32 +81,22 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
         from ildstudy.protocol import load_protocol
 
         protocol = load_protocol("huapaya2019")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_folder(out, fmt)
-    gen = PlannedRegistry(n_patients, np.random.default_rng(seed), protocol)
-    if fmt == "csv":
-        _write_streamed(gen, out, _CsvSink)
-    elif fmt == "parquet":
-        _write_streamed(gen, out, _ParquetSink)
-    elif fmt == "xlsx":
-        _write_xlsx(gen, out)
-    else:
-        _write_duckdb(gen, out / "registry.duckdb")
-    truth = gen.truth
-    truth = Truth(**{**truth.__dict__, "seed": seed})
-    (out / "truth.json").write_text(truth.to_json(), encoding="utf-8")
+    from ildstudy.report.outdir import atomic_output_dir
+
+    with atomic_output_dir(out_dir, kind="registry") as out:
+        gen = PlannedRegistry(n_patients, np.random.default_rng(seed), protocol)
+        if fmt == "csv":
+            _write_streamed(gen, out, _CsvSink)
+        elif fmt == "parquet":
+            _write_streamed(gen, out, _ParquetSink)
+        elif fmt == "xlsx":
+            _write_xlsx(gen, out)
+        else:
+            _write_duckdb(gen, out / "registry.duckdb")
+        truth = gen.truth
+        truth = Truth(**{**truth.__dict__, "seed": seed})
+        (out / "truth.json").write_text(truth.to_json(), encoding="utf-8")
     return truth
-
-
-def _check_folder(out: Path, fmt: str) -> None:
-    clashes = []
-    for name in TABLE_NAMES:
-        for other, suffix in SUFFIX.items():
-            if other != fmt and (out / f"{name}{suffix}").exists():
-                clashes.append(f"{name}{suffix}")
-    if clashes:
-        raise IldStudyError(f"{out}: already holds {', '.join(clashes)}; write {fmt} tables into another folder")
 
 
 class _CsvSink:
