@@ -116,7 +116,6 @@ def test_an_arm_below_the_minimum_refuses_the_models(registry_builder):
 def test_an_arm_falling_below_the_minimum_names_the_step(registry_builder):
     rng = np.random.default_rng(5)
     b = add_patients(add_patients(registry_builder, "AZA", 12, rng), "MMF", 6, rng)
-    add_patients(b, "MMF", 0, rng)
     for i in range(6, 12):   # six more MMF patients, all without a baseline PFT
         pid = f"MMF{i:03d}"
         b.patient(pid).med(pid, "CellCept", "2012-01-10").pft(pid, "2013-01-15", 60, 45)

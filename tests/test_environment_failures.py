@@ -175,9 +175,10 @@ def test_real_full_disk_run(registry, quick_study, mount_tmpfs, capsys):
     assert [p.name for p in disk.iterdir()] == ["out"]
 
 
-def test_real_full_disk_synth(mount_tmpfs, capsys):
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx", "duckdb"])
+def test_real_full_disk_synth(mount_tmpfs, capsys, fmt):
     disk = mount_tmpfs("size=64k")
-    code = run(["synth", "--out", str(disk / "reg")])
+    code = run(["synth", "--out", str(disk / "reg"), "--patients", "200", "--format", fmt])
     assert_environment_failure(code, capsys.readouterr().err, ENOSPC_TEXT)
     assert list(disk.iterdir()) == []
 

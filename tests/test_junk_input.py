@@ -233,3 +233,10 @@ def test_today_does_not_depend_on_the_machine_time_zone(tz):
     latest, local = proc.stdout.split()
     assert dt.date.fromisoformat(latest) in {before + dt.timedelta(days=1), after + dt.timedelta(days=1)}
     assert dt.date.fromisoformat(local) <= dt.date.fromisoformat(latest)  # the machine's date is never refused
+
+
+def test_a_header_without_a_final_line_break_is_a_table_with_no_rows(tmp_path):
+    path = tmp_path / "pft.csv"
+    path.write_bytes(b"patient_id,test_date")  # was "cannot be read as CSV" before the header was read first
+    raw, fatal = read_raw_table(PFT, path)
+    assert fatal == [] and len(raw.frame) == 0 and list(raw.frame.columns) == ["patient_id", "test_date"]

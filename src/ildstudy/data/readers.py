@@ -226,6 +226,8 @@ def _read_csv(path: Path, spec: TableSpec
     if not any(_known_column(spec, n) for n in names):
         return None, None, [_not_a_header(spec, path, names)], []
     data = head if whole else _read_body(path)[bom:]
+    if len(first) == len(data):  # a header with no line break after it: a table with no rows
+        data += b"\n"
     latin = not _is_utf8(data)
     if latin:  # read it as Windows-1252 so every other problem can still be found, and say so
         data = data.decode("cp1252", errors="replace").encode("utf-8")

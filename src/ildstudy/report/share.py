@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ildstudy.analysis.schema import load_schema
-from ildstudy.report.exports import write_tables
+from ildstudy.report.exports import FLOAT_DIGITS, write_tables
 
 SECONDARY = "*"
 _COUNT_PCT = re.compile(r"^\s*(\d+)\s*(?:\(\s*([\d.]+)%\s*\))?\s*$")
@@ -354,8 +354,19 @@ def share_tables(tables: Mapping[str, pd.DataFrame], results: Mapping, min_cell:
                         shown.loc[i, list(_KM_DERIVED)] = SECONDARY
         if name == "attrition":
             shown.loc[frame["step"] == "cohort", "reason"] = "registry = excluded + cohort"
-        out[name] = shown
+        out[name] = _tidy(shown, frame)
     return out
+
+
+def _tidy(shown: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns with nothing hidden keep their type; floats among hidden cells get the tables' digits."""
+    for col in shown.columns:
+        if not any(_hidden(v) for v in shown[col]) and not (frame[col].dtype == object):
+            shown[col] = frame[col] if not pd.api.types.is_float_dtype(frame[col]) else shown[col].astype(float)
+        else:
+            shown[col] = [float(f"{v:.{FLOAT_DIGITS}g}") if isinstance(v, float) and math.isfinite(v) else v
+                          for v in shown[col]]
+    return shown
 
 
 def _count_cell(v, min_cell: int):

@@ -9,7 +9,9 @@ block by block, so a million patients never sit in memory as one table.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import io
+import os
 import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ildstudy.data.schema import TABLES_BY_NAME
-from ildstudy.errors import IldStudyError
+from ildstudy.errors import EnvironmentFailure, IldStudyError
 from ildstudy.synth.columns import concat_tables, to_arrow, to_pandas
 from ildstudy.synth.generate import TABLE_NAMES, PlannedRegistry
 from ildstudy.synth.truth import Truth
@@ -197,6 +199,9 @@ def _deterministic_xlsx(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
+_OS_REFUSALS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+
+
 def _write_duckdb(gen: PlannedRegistry, path: Path) -> None:
     """Typed tables, as ``ildstudy load`` writes them: each block typed by the loader and appended."""
     import duckdb
@@ -224,5 +229,10 @@ def _write_duckdb(gen: PlannedRegistry, path: Path) -> None:
             for name in TABLE_NAMES:
                 con.execute(f'INSERT INTO main."{name}" SELECT * FROM ildstudy_block."{name}"')
         con.execute("DROP SCHEMA IF EXISTS ildstudy_block CASCADE")
+    except duckdb.Error as exc:  # DuckDB reports a full disk or read-only file system in its own exceptions
+        reason = next((os.strerror(code) for code in _OS_REFUSALS if os.strerror(code) in str(exc)), None)
+        if reason is None:
+            raise
+        raise EnvironmentFailure(f"cannot write {path.name}: {reason} ({exc})") from exc
     finally:
         con.close()
