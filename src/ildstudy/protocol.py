@@ -27,9 +27,10 @@ from ildstudy.data.coerce import category_lookup
 from ildstudy.data.schema import PATIENTS
 from ildstudy.errors import ProtocolError
 from ildstudy.reference.drugs import DrugNames, declared_drug_names
+from ildstudy.variables import covariates as registered_covariates
+from ildstudy.variables import outcomes as registered_outcomes
 
-BUILTIN = ("huapaya2019",)
-Covariate = Literal["sex", "age", "antisynthetase", "smoking"]
+BUILTIN = ("huapaya2019", "huapaya2019_published")
 #: A number: TOML integer or float, never a string or a boolean.
 Number = Annotated[float, Field(strict=True)]
 DAYS_PER_MONTH = 30.4375
@@ -42,6 +43,9 @@ class _Settings(BaseModel):
 class Population(_Settings):
     diagnoses: tuple[StrictStr, ...] = Field(min_length=1)
     require_ild: StrictBool = True
+    #: ``patients.ild_diagnosis_date`` on or before index + ``ild_diagnosis_tolerance_days`` (missing: fails).
+    require_ild_before_index: StrictBool = False
+    ild_diagnosis_tolerance_days: StrictInt = Field(default=0, ge=0)
 
 
 class Arm(_Settings):
@@ -52,6 +56,8 @@ class Arm(_Settings):
 
 class Index(_Settings):
     data_cut: dt.date
+    #: New users only: some registry record on or before index - washout_days (0: no such rule).
+    washout_days: StrictInt = Field(default=0, ge=0)
 
     @field_validator("data_cut", mode="before")
     @classmethod
@@ -82,12 +88,17 @@ class OtherAgents(Window):
 class Exclusions(_Settings):
     other_agents: OtherAgents
     both_arms: Window
+    #: Allow rules that select patients on events after index (windows with to_days > 0, a required
+    #: follow-up measurement): only to reproduce a published reading (``huapaya2019_published``).
+    allow_post_index_selection: StrictBool = False
 
 
 class FollowUp(_Settings):
     max_months: Number = Field(gt=0, le=240)
     analysis: Literal["as_treated", "intention_to_treat"] = "as_treated"
     grace_days: StrictInt = Field(default=30, ge=0)
+    #: Exclude patients without a follow-up measurement before the end of follow-up (selection on the future).
+    require_follow_up_measurement: StrictBool = False
 
     @property
     def max_days(self) -> int:
@@ -96,22 +107,34 @@ class FollowUp(_Settings):
 
 
 class Outcome(_Settings):
-    name: Literal["fvc_pct_pred", "dlco_pct_pred", "prednisone_mg"]
+    #: A registered outcome (:mod:`ildstudy.variables`).
+    name: StrictStr
     label: StrictStr = ""
     source: Literal["pft", "glucocorticoids"]
     time_model: Literal["linear", "categorical"] = "linear"
     random_effects: Literal["intercept_slope", "intercept"] = "intercept_slope"
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        known = registered_outcomes()
+        if v not in known:
+            raise ValueError(f"{v!r} is not a registered outcome; known: {', '.join(known)}")
+        return v
+
     @model_validator(mode="after")
     def _source_fits(self) -> "Outcome":
-        want = "glucocorticoids" if self.name == "prednisone_mg" else "pft"
+        want = registered_outcomes()[self.name].source
         if self.source != want:
             raise ValueError(f"outcome {self.name} comes from source '{want}'")
         return self
 
 
 class Analysis(_Settings):
-    covariates: tuple[Covariate, ...] = ("sex", "age", "antisynthetase", "smoking")
+    #: Registered covariate names (:mod:`ildstudy.variables`), in model order.
+    covariates: tuple[StrictStr, ...] = ("sex", "age", "antisynthetase", "smoking")
+    #: Covariates (of ``covariates``) that also get a covariate x time term.
+    time_interactions: tuple[StrictStr, ...] = ()
     dose_months: tuple[Number, ...] = Field(min_length=1)
     contrast_months: tuple[Number, ...] = Field(min_length=1)
     adverse_event_test: Literal["yates", "chisq", "fisher"] = "yates"
@@ -267,13 +290,25 @@ def _consistency_problems(p: Protocol) -> list[str]:
     end = f"the end of follow-up (follow_up.max_months = {fu.max_months:g}, day {fu.max_days})"
     if p.baseline.from_days > fu.max_days:
         problems.append(f"baseline.from_days: day {p.baseline.from_days} is after {end}")
-    elif p.baseline.to_days >= fu.max_days:
+    elif p.baseline.to_days >= fu.max_days and fu.require_follow_up_measurement:
         problems.append(f"baseline.to_days: day {p.baseline.to_days} leaves no day for a follow-up PFT "
                         f"before {end}")
     for key, w in (("exclusions.other_agents", p.exclusions.other_agents), ("exclusions.both_arms",
                                                                             p.exclusions.both_arms)):
         if w.from_days > fu.max_days:
             problems.append(f"{key}.from_days: the window starts on day {w.from_days}, after {end}")
+        elif w.to_days > 0 and not p.exclusions.allow_post_index_selection:
+            problems.append(
+                f"{key}.to_days: day {w.to_days} is after the index date: excluding on exposure after index "
+                "selects patients on their future (as-treated follow-up ends at a switch or add-on instead); "
+                "use to_days <= 0, or set exclusions.allow_post_index_selection = true to reproduce a "
+                "published reading")
+    if fu.require_follow_up_measurement and not p.exclusions.allow_post_index_selection:
+        problems.append(
+            "follow_up.require_follow_up_measurement: requiring a measurement after baseline selects patients "
+            "on their future (the mixed model uses baseline-only patients); set it to false, or set "
+            "exclusions.allow_post_index_selection = true to reproduce a published reading")
+    problems += _covariate_problems(p.analysis)
     for key in ("contrast_months", "dose_months"):
         months = getattr(p.analysis, key)
         if months[-1] > fu.max_months:
@@ -284,6 +319,35 @@ def _consistency_problems(p: Protocol) -> list[str]:
         if o.name in first:
             problems.append(f"outcomes[{i}].name: {o.name!r} is the name of outcomes[{first[o.name]}] too")
         first.setdefault(o.name, i)
+    return problems
+
+
+def _covariate_problems(a: Analysis) -> list[str]:
+    """Each covariate and time interaction must be a registered covariate; interactions must be covariates."""
+    problems: list[str] = []
+    known = registered_covariates()
+    listed: dict[str, int] = {}
+    for i, c in enumerate(a.covariates):
+        if c not in known:
+            problems.append(f"analysis.covariates[{i}]: {c!r} is not a known covariate; known: {', '.join(known)}")
+        elif c in listed:
+            problems.append(f"analysis.covariates[{i}]: {c!r} is listed already")
+        listed.setdefault(c, i)
+    terms: dict[str, str] = {}
+    for i, c in enumerate(a.covariates):
+        if c in known:
+            t = known[c].term
+            if t in terms and terms[t] != c:
+                problems.append(f"analysis.covariates[{i}]: {c!r} is the same model column ({t}) as {terms[t]!r}")
+            terms.setdefault(t, c)
+    seen: set[str] = set()
+    for i, c in enumerate(a.time_interactions):
+        if c not in listed:
+            problems.append(f"analysis.time_interactions[{i}]: {c!r} is not one of analysis.covariates "
+                            f"({', '.join(a.covariates) or 'none'})")
+        elif c in seen:
+            problems.append(f"analysis.time_interactions[{i}]: {c!r} is listed already")
+        seen.add(c)
     return problems
 
 

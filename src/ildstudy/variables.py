@@ -189,7 +189,10 @@ def _era(t):
 
 
 def _smoking(t):
-    return t.smoking_status.cases(("never", "never"), ("former", "ever"), ("current", "ever"), else_=None)
+    import ibis
+
+    return t.smoking_status.cases(("never", "never"), ("former", "ever"), ("current", "ever"),
+                                  else_=ibis.null("string"))
 
 
 _BUILTIN = (

@@ -36,11 +36,17 @@ STEPS: tuple[Step, ...] = (
     Step("population", "not myositis with ILD"),
     Step("arm_drug", "never exposed to an arm drug"),
     Step("index_before_cut", "index date after the data cut"),
+    Step("ild_before_index", "ILD not diagnosed by index"),
+    Step("washout", "not a new user (no registry record before the washout)"),
     Step("both_arms", "exposed to both arms"),
     Step("other_agents", "other steroid-sparing agent"),
     Step("baseline_pft", "no baseline PFT"),
     Step("follow_up", "no follow-up measurement"),
 )
+#: Steps that exclude nobody unless their protocol setting is on: ``ild_before_index``
+#: (``population.require_ild_before_index``), ``washout`` (``index.washout_days`` > 0), ``follow_up``
+#: (``follow_up.require_follow_up_measurement``).
+OPTIONAL_STEPS: tuple[str, ...] = ("ild_before_index", "washout", "follow_up")
 STEP_IDS: tuple[str, ...] = tuple(s.id for s in STEPS)
 #: The first step after which every remaining patient has an arm (used for per-arm attrition counts).
 FIRST_STEP_WITH_ARM = "arm_drug"
@@ -87,8 +93,39 @@ def exposure_flags(src: Sources, index: ir.Table, protocol) -> ir.Table:
                                               other_agents_hit=flag(other_hit).max())
 
 
+def first_record_day(src: Sources, index: ir.Table) -> ir.Table:
+    """``patient_id, first_record_day``: days from index to the patient's earliest dated registry record
+    (a prescription start, PFT, antibody test, adverse event or the ILD diagnosis date). Whether it is on or
+    before index - washout depends only on records dated before index."""
+    parts = [
+        src.medications.select("patient_id", d=src.medications.start_date),
+        src.pft.select("patient_id", d=src.pft.test_date),
+        src.antibodies.select("patient_id", d=src.antibodies.test_date),
+        src.adverse_events.select("patient_id", d=src.adverse_events.event_date),
+        src.patients.select("patient_id", d=src.patients.ild_diagnosis_date),
+    ]
+    rows = ibis.union(*parts, distinct=False)
+    rows = rows.filter(rows.d.notnull()).group_by("patient_id").aggregate(first=rows.d.min())
+    j = rows.join(index, "patient_id")
+    return j.select("patient_id", first_record_day=days_since(j.first, j.index_date))
+
+
+def pft_outcome_columns(protocol) -> list[str]:
+    """PFT columns carried from the baseline PFT: FVC % and DLCO % always, then the protocol's other
+    ``pft`` outcomes (registered in :mod:`ildstudy.variables`)."""
+    from ildstudy.variables import outcome_spec
+
+    cols = ["fvc_pct_pred", "dlco_pct_pred"]
+    for o in protocol.outcomes:
+        spec = outcome_spec(o.name)
+        if spec.source == "pft" and spec.column not in cols:
+            cols.append(spec.column)
+    return cols
+
+
 def baseline_pft(src: Sources, index: ir.Table, protocol) -> ir.Table:
-    """``patient_id, baseline_day, baseline_fvc_pct_pred, baseline_dlco_pct_pred``.
+    """``patient_id, baseline_day, baseline_fvc_pct_pred, baseline_dlco_pct_pred`` (and ``baseline_<column>``
+    for the protocol's other PFT outcomes, :func:`pft_outcome_columns`).
 
     The PFT with FVC % predicted inside the baseline window (and not after the data cut) closest to index;
     ties: the earlier; several on that day: the one with DLCO %, then the higher FVC %, then the higher DLCO %.
@@ -103,8 +140,8 @@ def baseline_pft(src: Sources, index: ir.Table, protocol) -> ir.Table:
         order_by=[p.d.abs(), p.d, flag(p.dlco_pct_pred.isnull()), p.fvc_pct_pred.desc(),
                   p.dlco_pct_pred.fill_null(-1.0).desc()]))
     b = p.filter(p.rank == 0)
-    return b.select("patient_id", baseline_day=b.d, baseline_fvc_pct_pred=b.fvc_pct_pred,
-                    baseline_dlco_pct_pred=b.dlco_pct_pred)
+    return b.select("patient_id", baseline_day=b.d,
+                    **{f"baseline_{c}": b[c] for c in pft_outcome_columns(protocol)})
 
 
 def follow_up_pft_counts(src: Sources, index_end: ir.Table, protocol) -> ir.Table:
@@ -117,11 +154,28 @@ def follow_up_pft_counts(src: Sources, index_end: ir.Table, protocol) -> ir.Tabl
     return p.group_by("patient_id").aggregate(n_follow_up_pft=p.count())
 
 
+def _ild_after_index(w: ir.Table, protocol) -> ir.BooleanValue:
+    """ILD diagnosis date missing or after index + tolerance (only with ``require_ild_before_index``)."""
+    pop = protocol.population
+    if not pop.require_ild_before_index:
+        return ibis.literal(False)
+    late = days_since(w.ild_diagnosis_date, w.index_date) > pop.ild_diagnosis_tolerance_days
+    return w.ild_diagnosis_date.isnull() | late.fill_null(True)
+
+
+def _not_new_user(w: ir.Table, protocol) -> ir.BooleanValue:
+    """No registry record on or before index - ``washout_days`` (only with ``washout_days`` > 0)."""
+    n = protocol.index.washout_days
+    if n <= 0:
+        return ibis.literal(False)
+    return w.first_record_day.isnull() | (w.first_record_day > -n).fill_null(True)
+
+
 def patient_status(src: Sources, protocol, keep: Callable[[ir.Table, str], ir.Table] | None = None) -> ir.Table:
     """One row per registry patient: the step features and ``step``, the first step failed (NULL: in cohort).
 
-    Columns: ``patient_id, diagnosis, ild, index_date, arm, index_drug, both_arms_hit, other_agents_hit,
-    baseline_day, baseline_fvc_pct_pred, baseline_dlco_pct_pred``, the columns of
+    Columns: ``patient_id, diagnosis, ild, ild_diagnosis_date, index_date, arm, index_drug, both_arms_hit,
+    other_agents_hit, first_record_day, baseline_day, baseline_<pft column>...``, the columns of
     :func:`ildstudy.cohort.followup.follow_up`, ``n_follow_up_pft`` and ``step``. ``keep(expr, name)``, when
     given, stores an intermediate result (index dates, follow-up) and returns the stored table.
     """
@@ -131,9 +185,9 @@ def patient_status(src: Sources, protocol, keep: Callable[[ir.Table, str], ir.Ta
     fu = keep(follow_up(src, index, protocol), "follow_up")
     index_end = index.join(fu, "patient_id").select("patient_id", "index_date", "end_day")
 
-    w = src.patients.select("patient_id", "diagnosis", "ild")
-    for part in (index, exposure_flags(src, index, protocol), baseline_pft(src, index, protocol), fu,
-                 follow_up_pft_counts(src, index_end, protocol)):
+    w = src.patients.select("patient_id", "diagnosis", "ild", "ild_diagnosis_date")
+    for part in (index, exposure_flags(src, index, protocol), first_record_day(src, index),
+                 baseline_pft(src, index, protocol), fu, follow_up_pft_counts(src, index_end, protocol)):
         w = left_join_on_patient(w, part)
 
     in_population = w.diagnosis.isin(list(pop.diagnoses))
@@ -143,10 +197,13 @@ def patient_status(src: Sources, protocol, keep: Callable[[ir.Table, str], ir.Ta
         "population": ~in_population.fill_null(False),
         "arm_drug": w.index_date.isnull(),
         "index_before_cut": w.index_date > _cut(protocol),
+        "ild_before_index": _ild_after_index(w, protocol),
+        "washout": _not_new_user(w, protocol),
         "both_arms": w.both_arms_hit.fill_null(0) == 1,
         "other_agents": w.other_agents_hit.fill_null(0) == 1,
         "baseline_pft": w.baseline_day.isnull(),
-        "follow_up": w.n_follow_up_pft.fill_null(0) == 0,
+        "follow_up": ((w.n_follow_up_pft.fill_null(0) == 0) if protocol.follow_up.require_follow_up_measurement
+                      else ibis.literal(False)),
     }
     assert tuple(failed) == STEP_IDS
     step = ibis.cases(*((cond, sid) for sid, cond in failed.items()), else_=ibis.null("string"))
