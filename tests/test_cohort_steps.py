@@ -1,8 +1,10 @@
 """Each cohort step on small hand-built registries: a patient per exclusion, windows at their boundaries,
 baseline ties, the end of follow-up (as-treated vs intention-to-treat, stop, switch, chained courses).
 
-Built-in protocol windows (days relative to index, inclusive): both_arms [-365, 90], other_agents
-[-365, 1826], baseline [-90, 30]; grace 30 days; max 60 months = 1826 days; data cut 2018-12-31.
+Windows (days relative to index, inclusive) of the published reading (``huapaya2019_published``):
+both_arms [-365, 90], other_agents [-365, 1826], a follow-up PFT required; of the default ``huapaya2019``:
+both_arms and other_agents [-365, 0], no follow-up PFT required. Both: baseline [-90, 30]; grace 30 days;
+max 60 months = 1826 days; data cut 2018-12-31.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import datetime as dt
 import pytest
 
 from ildstudy.cohort import STEP_IDS, build_cohort
-from ildstudy.protocol import builtin_protocol_text, parse_protocol
+from ildstudy.protocol import builtin_protocol_text, load_protocol, parse_protocol
 
 INDEX = dt.date(2015, 1, 1)           # data cut 2018-12-31 is day 1460
 EARLY = dt.date(2010, 1, 1)           # index early enough for 60 months of follow-up
@@ -23,9 +25,12 @@ def iso(n: int, base: dt.date = INDEX) -> str:
     return (base + dt.timedelta(days=n)).isoformat()
 
 
-def itt_protocol():
-    return parse_protocol(builtin_protocol_text("huapaya2019").replace('analysis = "as_treated"',
-                                                                       'analysis = "intention_to_treat"'))
+PUBLISHED = "huapaya2019_published"
+
+
+def itt_protocol(name: str = "huapaya2019"):
+    return parse_protocol(builtin_protocol_text(name).replace('analysis = "as_treated"',
+                                                              'analysis = "intention_to_treat"'))
 
 
 def good(b, pid, drug="Imuran", base=INDEX, stop=None, fu_day=180, **patient):
@@ -93,6 +98,7 @@ def build_step_registry(b):
     return b.build()
 
 
+#: The published reading (huapaya2019_published).
 EXPECTED_STEPS = {
     "ok_aza": None, "ok_mmf": None, "ok_overlap_dx": None,
     "pop_other_dx": "population", "pop_no_ild": "population", "pop_ild_missing": "population",
@@ -104,15 +110,26 @@ EXPECTED_STEPS = {
     "fu_none": "follow_up", "fu_day31": None, "fu_stop_inside": None, "fu_stop_outside": "follow_up",
     "fu_dlco_only": "follow_up",
 }
+#: The default protocol: only exposure up to index excludes; later other-arm or other-agent starts are
+#: switches / add-ons (they end follow-up), and no follow-up PFT is required.
+EXPECTED_STEPS_DEFAULT = {
+    **EXPECTED_STEPS,
+    "idx_on_cut": None, "both_day90": None, "other_day1826": None,
+    "fu_none": None, "fu_stop_outside": None, "fu_dlco_only": None,
+}
+EXPECTED = {PUBLISHED: EXPECTED_STEPS, "huapaya2019": EXPECTED_STEPS_DEFAULT}
 
 
-def test_each_patient_leaves_at_the_expected_step(step_registry):
-    cohort = build_cohort(step_registry)
-    assert steps_of(cohort) == EXPECTED_STEPS
+@pytest.mark.parametrize("protocol", list(EXPECTED))
+def test_each_patient_leaves_at_the_expected_step(step_registry, protocol):
+    cohort = build_cohort(step_registry, protocol)
+    assert steps_of(cohort) == EXPECTED[protocol]
 
 
-def test_attrition_counts_and_accounting(step_registry):
-    cohort = build_cohort(step_registry)
+@pytest.mark.parametrize("protocol", list(EXPECTED))
+def test_attrition_counts_and_accounting(step_registry, protocol):
+    EXPECTED_STEPS = EXPECTED[protocol]
+    cohort = build_cohort(step_registry, protocol)
     a = cohort.attrition
     assert a["step"].tolist() == ["registry", *STEP_IDS]
     assert a.loc[0, "remaining"] == len(EXPECTED_STEPS) and a.loc[0, "excluded"] == 0
@@ -222,8 +239,12 @@ def test_end_of_follow_up_intention_to_treat(follow_up_registry):
 def test_itt_keeps_a_patient_whose_only_follow_up_pft_is_after_the_stop(registry_builder):
     b = registry_builder
     good(b, "late_pft", stop=100, fu_day=400)
-    assert steps_of(build_cohort(b.build())) == {"late_pft": "follow_up"}
-    assert steps_of(build_cohort(b.build(), itt_protocol())) == {"late_pft": None}
+    assert steps_of(build_cohort(b.build(), PUBLISHED)) == {"late_pft": "follow_up"}
+    assert steps_of(build_cohort(b.build(), itt_protocol(PUBLISHED))) == {"late_pft": None}
+    # the default protocol requires no follow-up PFT: the patient stays, with baseline only
+    cohort = build_cohort(b.build())
+    assert steps_of(cohort) == {"late_pft": None}
+    assert cohort.outcomes.query("outcome == 'fvc_pct_pred'")["months"].tolist() == [0.0]
 
 
 def test_stop_reason_of_the_course(registry_builder):

@@ -55,7 +55,10 @@ def test_patients_table(registry):
     assert list(p.columns) == ["patient_id", "arm", "index_date", "age", "sex", "diagnosis", "antisynthetase",
                                "smoking", "baseline_fvc_pct_pred", "baseline_dlco_pct_pred", "baseline_prednisone_mg",
                                "follow_up_months", "follow_up_end", "treatment_months", "discontinued",
-                               "treatment_end", "stop_reason"]
+                               "treatment_end", "stop_reason", "treatment_end_drug",
+                               # the other registered covariates (ildstudy.variables), in registration order
+                               "disease_duration_years", "index_year", "calendar_era", "ild", "smoking_status",
+                               "race_ethnicity", "height_cm"]
     a1, m1, m2 = (p.iloc[i] for i in range(3))
     assert (a1["arm"], m1["arm"], m2["arm"]) == ("AZA", "MMF", "MMF")
     assert a1["index_date"] == pd.Timestamp("2015-01-01")
@@ -73,7 +76,11 @@ def test_patients_table(registry):
         "diagnosis": object, "antisynthetase": bool, "smoking": object, "baseline_fvc_pct_pred": float,
         "baseline_dlco_pct_pred": float, "baseline_prednisone_mg": float, "follow_up_months": float,
         "follow_up_end": object, "treatment_months": float, "discontinued": bool, "treatment_end": object,
-        "stop_reason": object}
+        "stop_reason": object, "treatment_end_drug": object, "disease_duration_years": float,
+        "index_year": float, "calendar_era": object, "ild": "boolean", "smoking_status": object,
+        "race_ethnicity": object, "height_cm": float}
+    assert a1["index_year"] == 2015.0 and a1["calendar_era"] == "2015-2019"
+    assert pd.isna(a1["disease_duration_years"])                 # no ild_diagnosis_date in this registry
 
 
 def test_outcomes_table(registry):

@@ -1,7 +1,7 @@
 """Issue 17 items 2, 4 (protocol part) and 7 (part): protocol names normalised like the data, unknown names,
 overrides of the built-in drug table, strict types, impossible windows and duplicate outcomes.
 
-The cohort counts compared here are those of the built-in protocol on the default synthetic registry
+The cohort counts compared here are those of the built-in published reading (huapaya2019_published) on the default synthetic registry
 (66 AZA / 44 MMF, 8 excluded for other agents: the planted counts of ``ildstudy.synth.calibration``); every
 test compares a rewritten protocol against the built-in one on the same registry rather than pasting numbers.
 """
@@ -19,7 +19,7 @@ from ildstudy.protocol import builtin_protocol_text, load_protocol, parse_protoc
 from ildstudy.reference.drugs import DrugNames
 from ildstudy.synth import write_registry
 
-BUILTIN = builtin_protocol_text("huapaya2019")
+BUILTIN = builtin_protocol_text("huapaya2019_published")
 DIAGNOSES = 'diagnoses = ["DM", "PM", "ASyS", "IMNM", "CADM", "overlap"]'
 AZA_DRUGS = 'drugs = ["azathioprine"]'
 OTHER_AGENTS = '"cyclophosphamide", "tacrolimus", "cyclosporine", "rituximab", "methotrexate", "ivig"'
@@ -48,7 +48,7 @@ def registry(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def builtin_attrition(registry):
-    cohort = build_cohort(registry, load_protocol("huapaya2019"))
+    cohort = build_cohort(registry, load_protocol("huapaya2019_published"))
     assert cohort.arm_counts == {"AZA": 66, "MMF": 44}  # the calibrated default registry
     return cohort.attrition
 
@@ -58,7 +58,7 @@ def builtin_attrition(registry):
 def test_lower_case_diagnoses_select_the_same_cohort(registry, builtin_attrition):
     # issue 17: diagnoses = ["dm","pm",...] gave AZA 12 / MMF 5 instead of 66 / 44
     p = parse_protocol(edited((DIAGNOSES, 'diagnoses = ["dm", " pm", "asys", "IMNM", "cadm", "Overlap"]')))
-    assert p.population.diagnoses == load_protocol("huapaya2019").population.diagnoses
+    assert p.population.diagnoses == load_protocol("huapaya2019_published").population.diagnoses
     cohort = build_cohort(registry, p)
     assert cohort.arm_counts == {"AZA": 66, "MMF": 44}
     assert cohort.attrition.equals(builtin_attrition)
@@ -86,7 +86,7 @@ def test_arm_brand_names_and_abbreviations_mean_the_generic(registry, spelling):
     # issue 17: arm drug "Imuran" or "AZA" gave an empty arm
     p = parse_protocol(edited((AZA_DRUGS, f'drugs = ["{spelling}"]')))
     assert p.arms[0].drugs == ("azathioprine",)
-    assert p.sha256() == load_protocol("huapaya2019").sha256()   # the same study, the same hash
+    assert p.sha256() == load_protocol("huapaya2019_published").sha256()   # the same study, the same hash
     if spelling == "Imuran":
         assert build_cohort(registry, p).arm_counts == {"AZA": 66, "MMF": 44}
 
@@ -94,7 +94,7 @@ def test_arm_brand_names_and_abbreviations_mean_the_generic(registry, spelling):
 def test_other_agent_brand_names_exclude_the_same_patients(registry, builtin_attrition):
     # issue 17: "Rituxan", "Cytoxan", "MTX" excluded 4 patients instead of 8
     p = parse_protocol(edited((OTHER_AGENTS, '"Cytoxan", "tacrolimus", "cyclosporine", "Rituxan", "MTX", "ivig"')))
-    assert p.exclusions.other_agents.drugs == load_protocol("huapaya2019").exclusions.other_agents.drugs
+    assert p.exclusions.other_agents.drugs == load_protocol("huapaya2019_published").exclusions.other_agents.drugs
     attrition = build_cohort(registry, p).attrition
     excluded = attrition.set_index("step")["excluded"]
     assert excluded["other_agents"] == builtin_attrition.set_index("step")["excluded"]["other_agents"] == 8
@@ -103,7 +103,7 @@ def test_other_agent_brand_names_exclude_the_same_patients(registry, builtin_att
 
 def test_glucocorticoid_keys_are_normalised():
     p = parse_protocol(edited(("methylprednisolone = 4.0", '"Solu-Medrol" = 4.0')))
-    assert p.glucocorticoids == load_protocol("huapaya2019").glucocorticoids
+    assert p.glucocorticoids == load_protocol("huapaya2019_published").glucocorticoids
 
 
 @pytest.mark.parametrize("old, new, key", [
@@ -137,8 +137,8 @@ def test_overriding_the_builtin_table_needs_the_setting():
     msg = rejected(edited(override))
     assert "drug_names.\"Imuran\": 'imuran' is a built-in spelling of 'azathioprine'" in msg
     assert "override_builtin_drug_names = true" in msg
-    p = parse_protocol(edited(override, ('name = "huapaya2019"',
-                                         'name = "huapaya2019"\noverride_builtin_drug_names = true')))
+    p = parse_protocol(edited(override, ('name = "huapaya2019_published"',
+                                         'name = "huapaya2019_published"\noverride_builtin_drug_names = true')))
     assert DrugNames.from_protocol(p).generic("IMURAN") == "mercaptopurine"
     assert parse_protocol(p.to_toml()) == p
     # the same generic is not an override
@@ -180,7 +180,7 @@ def test_round_trip_of_a_protocol_written_with_brand_names():
     ('label = "Azathioprine"', "label = 3", "arms[0].label: must be text in quotes, got 3"),
     ("min_patients_per_arm = 10", "min_patients_per_arm = 10.5", "analysis.min_patients_per_arm: must be a whole"),
     ("min_patients_per_arm = 10", "min_patients_per_arm = 1", "analysis.min_patients_per_arm"),
-    ('name = "huapaya2019"', 'name = "huapaya2019"\noverride_builtin_drug_names = "yes"',
+    ('name = "huapaya2019_published"', 'name = "huapaya2019_published"\noverride_builtin_drug_names = "yes"',
      "override_builtin_drug_names: must be true or false"),
     ('data_cut = "2018-12-31"', "data_cut = 1546214400", "index.data_cut: must be a date"),
     ('data_cut = "2018-12-31"', "data_cut = 2018-12-31T00:00:00", "index.data_cut: must be a date"),
@@ -194,7 +194,7 @@ def test_wrong_types_are_rejected_naming_the_key(old, new, message):
 def test_numbers_may_be_integers_and_toml_dates_stay_dates():
     p = parse_protocol(edited(("max_months = 60", "max_months = 60.0"), ("prednisone = 5.0", "prednisone = 5"),
                               ('data_cut = "2018-12-31"', "data_cut = 2018-12-31")))
-    q = load_protocol("huapaya2019")
+    q = load_protocol("huapaya2019_published")
     assert p.index.data_cut == dt.date(2018, 12, 31) == q.index.data_cut
     assert p.follow_up.max_months == 60.0 and p.glucocorticoids["prednisone"] == 5.0
     assert p.sha256() == q.sha256()

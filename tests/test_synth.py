@@ -82,7 +82,7 @@ def test_other_seed_other_bytes(tmp_path, fmt):
 
 def test_in_memory_registry_is_what_is_written(tmp_path):
     """generate_registry and write_registry build the same rows from the same seed."""
-    protocol = load_protocol("huapaya2019")
+    protocol = load_protocol("huapaya2019_published")
     frames, truth = generate_registry(250, np.random.default_rng(5), protocol)
     written = write_registry(tmp_path, n_patients=250, seed=5, fmt="parquet")
     assert truth.to_dict() | {"seed": 5} == written.to_dict()
@@ -161,7 +161,7 @@ def test_truth_json_is_written_and_complete(default_csv):
     assert set(data["attrition"]) == set(STEPS) and all(v > 0 for v in data["attrition"].values())
     assert data["adverse_events"] == {"AZA": {"patients_with_event": 22, "n": 66},
                                       "MMF": {"patients_with_event": 6, "n": 44}}
-    months = [str(int(m)) for m in load_protocol("huapaya2019").analysis.contrast_months]
+    months = [str(int(m)) for m in load_protocol("huapaya2019_published").analysis.contrast_months]
     for outcome, published in PUBLISHED_36.items():
         assert list(data["arm_differences"][outcome]) == months
         assert data["arm_differences"][outcome]["36"] == published
@@ -215,7 +215,7 @@ def test_scaled_registry_keeps_its_truth(tmp_path, n):
 
 
 def test_scaled_registry_keeps_the_default_proportions():
-    frames, truth = generate_registry(3100, np.random.default_rng(1), load_protocol("huapaya2019"))
+    frames, truth = generate_registry(3100, np.random.default_rng(1), load_protocol("huapaya2019_published"))
     assert truth.n_patients == len(frames["patients"]) == 3100
     eligible = sum(truth.arms.values())
     assert eligible == 2200 and truth.arms == {"AZA": 1320, "MMF": 880}       # 110/155 and 60/40, scaled
@@ -225,7 +225,7 @@ def test_scaled_registry_keeps_the_default_proportions():
 
 
 def default_attrition() -> dict[str, int]:
-    frames, truth = generate_registry(None, np.random.default_rng(0), load_protocol("huapaya2019"))
+    frames, truth = generate_registry(None, np.random.default_rng(0), load_protocol("huapaya2019_published"))
     return truth.attrition
 
 
@@ -233,7 +233,7 @@ def default_attrition() -> dict[str, int]:
 
 def test_dates_are_never_after_today_and_after_the_cut_only_for_planted_patients(default_registry, default_fate):
     today = pd.Timestamp(dt.date.today())
-    cut = pd.Timestamp(load_protocol("huapaya2019").index.data_cut)
+    cut = pd.Timestamp(load_protocol("huapaya2019_published").index.data_cut)
     fate = default_fate[0].set_index("patient_id")["step"]
     late_ok = set(fate[fate.isin(["index_before_cut", "follow_up"])].index)
     for name, frame in default_registry.tables.items():
@@ -247,7 +247,7 @@ def test_dates_are_never_after_today_and_after_the_cut_only_for_planted_patients
 
 
 def test_drug_spellings_map_back_to_their_generic_names():
-    names = DrugNames.from_protocol(load_protocol("huapaya2019"))
+    names = DrugNames.from_protocol(load_protocol("huapaya2019_published"))
     for generic, (spellings, _) in DRUG_SPELLINGS.items():
         expected = GENERIC_OF.get(generic, generic)
         for s in spellings:
@@ -343,4 +343,4 @@ def test_within_arm_changes_as_published(default_fits, outcome, arm, direction):
 
 def test_balanced_registries_are_limited_to_one_block():
     with pytest.raises(ValueError, match="one block"):
-        generate_registry(60_000, np.random.default_rng(0), load_protocol("huapaya2019"), balanced=True)
+        generate_registry(60_000, np.random.default_rng(0), load_protocol("huapaya2019_published"), balanced=True)

@@ -46,7 +46,7 @@ def build_cohort(tables: dict[str, pd.DataFrame], protocol=None) -> tuple[pd.Dat
     Columns: patient_id, step (first failed step, or "" for eligible), arm, index, eof (end of
     follow-up), baseline_date.
     """
-    protocol = protocol or load_protocol("huapaya2019")
+    protocol = protocol or load_protocol("huapaya2019_published")
     names = DrugNames.from_protocol(protocol)
     cut = protocol.index.data_cut
     arm_of = protocol.arm_of_drug()
@@ -134,7 +134,7 @@ def end_of_follow_up(m, arm, index, protocol, arm_of, agents, grace, cut) -> dt.
 
 def adverse_event_patients(tables, fate: pd.DataFrame, protocol=None) -> dict[str, int]:
     """Eligible patients per arm with >= 1 event in [index, eof] whose drug is empty or of their arm."""
-    protocol = protocol or load_protocol("huapaya2019")
+    protocol = protocol or load_protocol("huapaya2019_published")
     names = DrugNames.from_protocol(protocol)
     arm_of = protocol.arm_of_drug()
     elig = fate[fate["step"] == ""].set_index("patient_id")
@@ -183,7 +183,7 @@ def analysis_tables(tables: dict[str, pd.DataFrame], fate: pd.DataFrame, protoco
     ``outcomes``: id, outcome, months, value -- the baseline PFT at month 0, PFTs after the baseline window
     up to the end of follow-up, and the prednisone-equivalent dose on each dose-month day inside follow-up.
     """
-    protocol = protocol or load_protocol("huapaya2019")
+    protocol = protocol or load_protocol("huapaya2019_published")
     names = DrugNames.from_protocol(protocol)
     cut = protocol.index.data_cut
     el = fate[fate["step"] == ""]
@@ -269,7 +269,7 @@ def test_reading_each_step(meds, pft, step):
 
 
 def test_reading_half_open_dose_changes():
-    protocol = load_protocol("huapaya2019")
+    protocol = load_protocol("huapaya2019_published")
     names = DrugNames.from_protocol(protocol)
     m = pd.DataFrame({"drug": ["prednisone", "Medrol"], "start": [dt.date(2010, 1, 1), dt.date(2010, 2, 1)],
                       "stop": [dt.date(2010, 2, 1), None], "daily_dose_mg": [20.0, 16.0]})

@@ -157,7 +157,7 @@ class Protocol(_Settings):
     title: StrictStr = ""
     reference: StrictStr = ""
     population: Population
-    arms: tuple[Arm, ...] = Field(min_length=2, max_length=2)
+    arms: tuple[Arm, ...] = Field(min_length=2, max_length=8)
     index: Index
     exclusions: Exclusions
     baseline: Window
@@ -185,7 +185,13 @@ class Protocol(_Settings):
 
     @property
     def treatment_arm(self) -> str:
+        """The first arm (with two arms, the one compared with the reference)."""
         return self.arms[0].name
+
+    @property
+    def compared_arms(self) -> tuple[str, ...]:
+        """Every arm but the reference, in protocol order: each is contrasted with the reference arm."""
+        return tuple(a.name for a in self.arms[:-1])
 
     def arm_of_drug(self) -> dict[str, str]:
         return {d: a.name for a in self.arms for d in a.drugs}

@@ -14,6 +14,12 @@ The comparison is arm versus reference arm (e.g. AZA vs MMF) on the 2×2 table
   (no 0.5 correction is added);
 * the conditional maximum-likelihood odds ratio with its exact interval (``fisher.test``'s estimate).
 
+More than two arms (the reference arm last): the protocol's test is the overall k×2 test — χ² (R's
+``chisq.test(x)`` applies no continuity correction beyond 2×2, so "yates" is Pearson's χ² there, with k − 1 df) or
+Fisher's exact test of the k×2 table — and each other arm is compared with the reference on its own 2×2 table
+(risk difference, risk ratio, odds ratio, Fisher's p) in :attr:`AdverseEventResult.comparisons`; the single
+``risk_difference``, ``risk_ratio`` and ``odds_ratio`` are then ``None``.
+
 By category: patients with at least one event of the category per arm, with Fisher's exact p; events that led
 to discontinuation are counted per arm (events and patients).
 """
@@ -62,32 +68,69 @@ class Interval:
 
 
 @dataclass(frozen=True, slots=True)
+class ArmComparison:
+    """One arm versus the reference on their 2×2 table.
+
+    Attributes
+    ----------
+    arm, reference_arm : str
+    risk_difference : Interval
+        Proportion scale, Wald CI.
+    risk_ratio : Interval
+        Katz log CI.
+    odds_ratio : OddsRatio
+        Conditional MLE with exact CI.
+    fisher : TestResult
+        Fisher's exact test of the 2×2 table.
+    """
+
+    arm: str
+    reference_arm: str
+    risk_difference: Interval
+    risk_ratio: Interval
+    odds_ratio: OddsRatio
+    fisher: TestResult
+
+    def to_dict(self) -> dict:
+        """``{arm, reference_arm, risk_difference, risk_ratio, odds_ratio, fisher_p}``."""
+        return {"arm": self.arm, "reference_arm": self.reference_arm,
+                "risk_difference": self.risk_difference.to_dict(), "risk_ratio": self.risk_ratio.to_dict(),
+                "odds_ratio": self.odds_ratio.to_dict(), "fisher_p": finite_or_none(self.fisher.p)}
+
+
+@dataclass(frozen=True, slots=True)
 class AdverseEventResult:
     """Adverse events, arm versus reference.
 
     Attributes
     ----------
     arm, reference_arm : str
-        The compared arm and the reference (differences and ratios are arm − / ÷ reference).
+        The first compared arm and the reference (differences and ratios are arm − / ÷ reference).
     test : str
         The protocol's choice ("yates", "chisq" or "fisher").
     primary : TestResult
         The protocol's test (name, statistic, df, p).
     yates, chisq, fisher : TestResult
         All three tests, always.
-    risk_difference : Interval
-        Proportion scale (0.197 = 19.7 percentage points), Wald CI.
-    risk_ratio : Interval
-        Katz log CI.
-    odds_ratio : OddsRatio
-        Conditional MLE with exact CI (as ``fisher.test``).
-    by_arm : pandas.DataFrame, shape (2, 7)
+    risk_difference : Interval or None
+        Proportion scale (0.197 = 19.7 percentage points), Wald CI; ``None`` with more than two arms.
+    risk_ratio : Interval or None
+        Katz log CI; ``None`` with more than two arms.
+    odds_ratio : OddsRatio or None
+        Conditional MLE with exact CI (as ``fisher.test``); ``None`` with more than two arms.
+    by_arm : pandas.DataFrame, shape (k, 7)
         Columns ``arm``, ``patients_with_event``, ``n``, ``percent`` (0–100), ``events`` (event rows),
-        ``events_led_to_discontinuation``, ``patients_with_discontinuation``; rows arm then reference.
-    by_category : pandas.DataFrame, shape (2 × n_categories, 7)
+        ``events_led_to_discontinuation``, ``patients_with_discontinuation``; rows the compared arms in
+        protocol order, then the reference.
+    by_category : pandas.DataFrame, shape (k × n_categories, 7)
         Long: ``category``, ``arm``, ``patients_with_event`` (≥ 1 event of that category), ``n``, ``percent``,
         ``events``, ``fisher_p`` (same on both rows of a category). Categories in the canonical schema order
         (cytopenia, hepatotoxicity, ...), then others alphabetically; a category absent from an arm has 0.
+        ``fisher_p`` is of the k×2 table.
+    arms : tuple of str
+        All arms, compared arms first, reference last.
+    comparisons : tuple of ArmComparison
+        One per compared arm (with two arms, the same numbers as ``risk_difference`` etc.).
     """
 
     arm: str
@@ -97,11 +140,13 @@ class AdverseEventResult:
     yates: TestResult
     chisq: TestResult
     fisher: TestResult
-    risk_difference: Interval
-    risk_ratio: Interval
-    odds_ratio: OddsRatio
+    risk_difference: Interval | None
+    risk_ratio: Interval | None
+    odds_ratio: OddsRatio | None
     by_arm: pd.DataFrame = field(repr=False)
     by_category: pd.DataFrame = field(repr=False)
+    arms: tuple[str, ...] = ()
+    comparisons: tuple[ArmComparison, ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready dict with the keys of results.json's ``adverse_events``.
@@ -111,6 +156,9 @@ class AdverseEventResult:
         risk_difference, risk_ratio, odds_ratio, by_category: [{category, ARM: {patients_with_event, n,
         percent, events}, fisher_p}], reference_arm}``; ``test`` is the protocol's key ("yates", "chisq",
         "fisher") and ``test_name`` the primary test's printed name ("Yates-corrected chi-squared", ...).
+        With more than two arms ``risk_difference``, ``risk_ratio`` and ``odds_ratio`` are null and
+        ``comparisons: [{arm, reference_arm, risk_difference, risk_ratio, odds_ratio, fisher_p}]`` holds one
+        entry per compared arm (the key is absent with two arms).
         """
         by_arm = {r["arm"]: {k: v for k, v in r.items() if k != "arm"} for r in frame_records(self.by_arm)}
         categories = []
@@ -120,7 +168,7 @@ class AdverseEventResult:
                 entry[r["arm"]] = {k: r[k] for k in ("patients_with_event", "n", "percent", "events")}
                 entry["fisher_p"] = r["fisher_p"]
             categories.append(entry)
-        return {
+        out = {
             "by_arm": by_arm,
             "reference_arm": self.reference_arm,
             "test": self.test,
@@ -129,11 +177,14 @@ class AdverseEventResult:
             "p": finite_or_none(self.primary.p),
             "fisher_p": finite_or_none(self.fisher.p),
             "tests": {"yates": self.yates.to_dict(), "chisq": self.chisq.to_dict(), "fisher": self.fisher.to_dict()},
-            "risk_difference": self.risk_difference.to_dict(),
-            "risk_ratio": self.risk_ratio.to_dict(),
-            "odds_ratio": self.odds_ratio.to_dict(),
+            "risk_difference": None if self.risk_difference is None else self.risk_difference.to_dict(),
+            "risk_ratio": None if self.risk_ratio is None else self.risk_ratio.to_dict(),
+            "odds_ratio": None if self.odds_ratio is None else self.odds_ratio.to_dict(),
             "by_category": categories,
         }
+        if len(self.comparisons) > 1:
+            out["comparisons"] = [c.to_dict() for c in self.comparisons]
+        return out
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Exports to ``tables/``: ``adverse_events_by_arm`` and ``adverse_events_by_category`` (wide)."""
@@ -150,7 +201,7 @@ class AdverseEventResult:
                             f"{r.arm}_percent": r.percent, f"{r.arm}_events": r.events})
             row["fisher_p"] = grp["fisher_p"].iloc[0]
             rows.append(row)
-        cols = ["category"] + [f"{a}_{k}" for a in (self.arm, self.reference_arm)
+        cols = ["category"] + [f"{a}_{k}" for a in (self.arms or (self.arm, self.reference_arm))
                                for k in ("patients", "n", "percent", "events")] + ["fisher_p"]
         return pd.DataFrame(rows, columns=cols)
 
@@ -239,7 +290,7 @@ def _some(ids: pd.Series) -> list[str]:
 
 def compare_adverse_events(per_patient: pd.DataFrame, events: pd.DataFrame, arms: list[str], reference_arm: str,
                            test: AETest = "yates", conf_level: float = 0.95) -> AdverseEventResult:
-    """Compare the proportion of patients with at least one adverse event between two arms.
+    """Compare the proportion of patients with at least one adverse event between arms.
 
     Parameters
     ----------
@@ -251,10 +302,10 @@ def compare_adverse_events(per_patient: pd.DataFrame, events: pd.DataFrame, arms
         empty or an arm drug): ``patient_id``, ``arm``, ``category`` (text; missing shown as "(missing)"),
         ``led_to_discontinuation`` (bool; missing counts as not). May be empty. Every patient here must be in
         ``per_patient`` with the same arm and ``any_event`` true.
-    arms : list of str, length 2
-        The two arms; ``reference_arm`` must be one of them.
+    arms : list of str, length 2 or more
+        The arms; ``reference_arm`` must be one of them.
     reference_arm : str
-        The reference (e.g. "MMF"); the other arm is compared with it.
+        The reference (e.g. "MMF"); every other arm is compared with it.
     test : {"yates", "chisq", "fisher"}
         The protocol's ``analysis.adverse_event_test``.
     conf_level : float
@@ -284,10 +335,10 @@ def compare_adverse_events(per_patient: pd.DataFrame, events: pd.DataFrame, arms
     if test not in get_args(AETest):
         raise ValueError(f"test must be one of {get_args(AETest)}, got {test!r}")
     arms = [str(a) for a in arms]
-    if len(arms) != 2 or arms[0] == arms[1] or reference_arm not in arms:
-        raise ValueError(f"arms must be two distinct arms including reference_arm {reference_arm!r}, got {arms}")
-    arm = arms[0] if arms[1] == reference_arm else arms[1]
-    order = [arm, reference_arm]
+    if len(arms) < 2 or len(set(arms)) != len(arms) or reference_arm not in arms:
+        raise ValueError(f"arms must be two or more distinct arms including reference_arm {reference_arm!r}, "
+                         f"got {arms}")
+    order = [a for a in arms if a != reference_arm] + [reference_arm]
     pp, ev = _validated(per_patient, events, arms)
 
     rows = []
@@ -300,10 +351,10 @@ def compare_adverse_events(per_patient: pd.DataFrame, events: pd.DataFrame, arms
                      "events": len(ev_arm), "events_led_to_discontinuation": int(led.sum()),
                      "patients_with_discontinuation": int(ev_arm.loc[led, "patient_id"].nunique())})
     by_arm = pd.DataFrame(rows, columns=list(BY_ARM_COLUMNS))
-    a_, n1, c_, n2 = rows[0]["patients_with_event"], rows[0]["n"], rows[1]["patients_with_event"], rows[1]["n"]
-    table = np.array([[a_, n1 - a_], [c_, n2 - c_]])
-    yates, chisq, fisher = chisq_test(table, correct=True), chisq_test(table, correct=False), fisher_test(table)
+    table = np.array([[r["patients_with_event"], r["n"] - r["patients_with_event"]] for r in rows])
+    yates, chisq, fisher = chisq_test(table, correct=True), chisq_test(table, correct=False), _fisher(table)
     primary = {"yates": yates, "chisq": chisq, "fisher": fisher}[test]
+    comparisons = tuple(_comparison(r, rows[-1], conf_level) for r in rows[:-1])
 
     cat_rows = []
     for cat in _category_order(sorted(set(ev["category"]))):
@@ -311,13 +362,34 @@ def compare_adverse_events(per_patient: pd.DataFrame, events: pd.DataFrame, arms
         for r in rows:
             sub = ev[(ev["category"] == cat) & (ev["arm"] == r["arm"])]
             counts.append((int(sub["patient_id"].nunique()), r["n"], len(sub)))
-        p = fisher_test([[k, n - k] for k, n, _ in counts]).p
+        p = _fisher([[k, n - k] for k, n, _ in counts]).p
         for r, (k, n, e) in zip(rows, counts):
             cat_rows.append({"category": cat, "arm": r["arm"], "patients_with_event": k, "n": n,
                              "percent": 100.0 * k / n if n else math.nan, "events": e, "fisher_p": p})
     by_category = pd.DataFrame(cat_rows, columns=list(BY_CATEGORY_COLUMNS))
+    only = comparisons[0] if len(comparisons) == 1 else None
     return AdverseEventResult(
-        arm=arm, reference_arm=reference_arm, test=test, primary=primary, yates=yates, chisq=chisq, fisher=fisher,
-        risk_difference=risk_difference_wald(a_, n1, c_, n2, conf_level),
-        risk_ratio=risk_ratio_katz(a_, n1, c_, n2, conf_level),
-        odds_ratio=conditional_odds_ratio(table, conf_level), by_arm=by_arm, by_category=by_category)
+        arm=order[0], reference_arm=reference_arm, test=test, primary=primary, yates=yates, chisq=chisq,
+        fisher=fisher, risk_difference=only and only.risk_difference, risk_ratio=only and only.risk_ratio,
+        odds_ratio=only and only.odds_ratio, by_arm=by_arm, by_category=by_category, arms=tuple(order),
+        comparisons=comparisons)
+
+
+def _fisher(table) -> TestResult:
+    """Fisher's exact test of a 2×2 or k×2 table; a k×2 (k > 2) table whose enumeration is too large
+    (:data:`~ildstudy.analysis.contingency.MAX_FISHER_TABLES`) gets ``p`` ``None`` instead of an error."""
+    if len(table) == 2:
+        return fisher_test(table)
+    try:
+        return fisher_test(table)
+    except ValueError:
+        return TestResult("Fisher's exact (infeasible)")
+
+
+def _comparison(arm_row: dict, ref_row: dict, conf_level: float) -> ArmComparison:
+    """One arm's by-arm row versus the reference's: its 2×2 table's RD, RR, OR and Fisher p."""
+    a_, n1, c_, n2 = arm_row["patients_with_event"], arm_row["n"], ref_row["patients_with_event"], ref_row["n"]
+    table = np.array([[a_, n1 - a_], [c_, n2 - c_]])
+    return ArmComparison(arm_row["arm"], ref_row["arm"], risk_difference_wald(a_, n1, c_, n2, conf_level),
+                         risk_ratio_katz(a_, n1, c_, n2, conf_level), conditional_odds_ratio(table, conf_level),
+                         fisher_test(table))

@@ -11,6 +11,10 @@ Follow-up must already be censored at the data cut or the protocol's maximum (60
   with the Wald CI ``exp(β ± z·SE)`` and Wald p (``summary(coxph(...))``'s ``Pr(>|z|)``). When an arm has no
   event the partial-likelihood estimate is infinite (R warns and prints a huge β); the hazard ratio is then
   reported as ``None``.
+* More than two arms (the reference last): the log-rank test has k − 1 df, and the Cox model has one indicator
+  per non-reference arm (R's ``coxph(Surv(months, event) ~ arm)`` with the reference as first level), giving one
+  hazard ratio per arm versus the reference (:attr:`EndpointResult.cox_by_arm`); when any arm has no event all
+  are ``None``.
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ class EndpointResult:
     endpoint : str
         "any_reason" or "adverse_event".
     arms : tuple of str
-        Arm order (compared arm, reference).
+        Arm order (compared arms, reference last).
     reference_arm : str
     km : pandas.DataFrame
         Kaplan–Meier rows, arm by arm: ``arm``, ``time``, ``n_risk``, ``n_event``, ``n_censor``, ``survival``,
@@ -105,9 +109,13 @@ class EndpointResult:
         ``arm``, ``n``, ``events``, ``median``, ``ci_low``, ``ci_high`` (months; NaN when not reached).
     logrank : LogRankResult
     cox : CoxResult or None
-        ``None`` when an arm has no event (infinite estimate).
+        Two arms: the hazard ratio; ``None`` when an arm has no event (infinite estimate), and always ``None``
+        with more than two arms (see ``cox_by_arm``).
     conf_type : str
     conf_level : float
+    cox_by_arm : tuple of CoxResult
+        One hazard ratio per non-reference arm, in arm order, from one Cox model (two arms: ``(cox,)``); empty
+        when not estimable.
     """
 
     endpoint: str
@@ -120,14 +128,19 @@ class EndpointResult:
     cox: CoxResult | None = None
     conf_type: ConfType = "log"
     conf_level: float = 0.95
+    cox_by_arm: tuple[CoxResult, ...] = ()
 
     def to_dict(self) -> dict:
-        """``{endpoint, km: [...], at_times: [...], medians: [...], logrank_p, logrank: {...}, cox_hr}``."""
-        return {"endpoint": self.endpoint, "arms": list(self.arms), "reference_arm": self.reference_arm,
+        """``{endpoint, km: [...], at_times: [...], medians: [...], logrank_p, logrank: {...}, cox_hr}``; with
+        more than two arms ``cox_hr`` is null and ``cox_hrs`` lists one hazard ratio per non-reference arm."""
+        out = {"endpoint": self.endpoint, "arms": list(self.arms), "reference_arm": self.reference_arm,
                 "conf_type": self.conf_type, "conf_level": self.conf_level,
                 "km": frame_records(self.km), "at_times": frame_records(self.at_times),
                 "medians": frame_records(self.medians), "logrank_p": finite_or_none(self.logrank.p),
                 "logrank": self.logrank.to_dict(), "cox_hr": None if self.cox is None else self.cox.to_dict()}
+        if len(self.arms) > 2:
+            out["cox_hrs"] = [c.to_dict() for c in self.cox_by_arm]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +213,48 @@ def cox_two_arms(months: np.ndarray, event: np.ndarray, is_arm: np.ndarray, term
                      n_events=int(event.sum()), converged=converged, conf_level=conf_level)
 
 
+def cox_arms(months: np.ndarray, event: np.ndarray, arm: np.ndarray, compared: list[str],
+             conf_level: float = 0.95) -> tuple[CoxResult, ...]:
+    """Cox model ``Surv(months, event) ~ arm`` with one indicator per compared arm (the reference is the rest),
+    Efron ties via lifelines; one :class:`CoxResult` per compared arm (term ``arm<ARM>``, the model's shared
+    log-likelihoods), or ``()`` when some arm (or the reference) has no event.
+
+    Parameters
+    ----------
+    months, event, arm : numpy.ndarray, shape (n,)
+        Times, event indicators, arm labels.
+    compared : list of str
+        The non-reference arms, in order.
+    """
+    from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceWarning
+
+    event = event.astype(bool)
+    groups = [arm == a for a in compared]
+    reference = ~np.logical_or.reduce(groups)
+    if not all(event[g].any() for g in (*groups, reference)):
+        return ()
+    cols = [f"x{i}" for i in range(len(compared))]
+    df = pd.DataFrame({"months": months.astype(float), "event": event.astype(int),
+                       **{c: g.astype(float) for c, g in zip(cols, groups)}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitter = CoxPHFitter().fit(df, duration_col="months", event_col="event", fit_options=COX_FIT_OPTIONS)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    zq = float(stats.norm.ppf(1 - (1 - conf_level) / 2))
+    loglik_null = float(fitter.log_likelihood_ - fitter.log_likelihood_ratio_test().test_statistic / 2)
+    out = []
+    for c, a in zip(cols, compared):
+        coef, se = float(fitter.params_[c]), float(fitter.standard_errors_[c])
+        z = coef / se
+        out.append(CoxResult(term=f"arm{a}", coef=coef, se=se, z=z, p=float(2 * stats.norm.sf(abs(z))),
+                             hazard_ratio=math.exp(coef), ci_low=math.exp(coef - zq * se),
+                             ci_high=math.exp(coef + zq * se), loglik_null=loglik_null,
+                             loglik=float(fitter.log_likelihood_), n=len(df), n_events=int(event.sum()),
+                             converged=converged, conf_level=conf_level))
+    return tuple(out)
+
+
 def _endpoint(name: str, data: pd.DataFrame, event: np.ndarray, order: list[str], reference_arm: str,
               report_months, conf_type: ConfType, conf_level: float) -> EndpointResult:
     km_frames, at_frames, medians = [], [], []
@@ -218,9 +273,13 @@ def _endpoint(name: str, data: pd.DataFrame, event: np.ndarray, order: list[str]
     med = pd.DataFrame(medians, columns=["arm", "n", "events", "median", "ci_low", "ci_high"])
     med[["median", "ci_low", "ci_high"]] = med[["median", "ci_low", "ci_high"]].astype(float)
     logrank = logrank_test(months, event, arm, groups=order)
-    cox = cox_two_arms(months, event, arm == order[0], f"arm{order[0]}", conf_level)
+    if len(order) == 2:
+        cox = cox_two_arms(months, event, arm == order[0], f"arm{order[0]}", conf_level)
+        by_arm = () if cox is None else (cox,)
+    else:
+        cox, by_arm = None, cox_arms(months, event, arm, order[:-1], conf_level)
     return EndpointResult(name, tuple(order), reference_arm, km_table, at_table, med, logrank, cox, conf_type,
-                          conf_level)
+                          conf_level, by_arm)
 
 
 def discontinuation(times: pd.DataFrame, arms: list[str], reference_arm: str, *,
@@ -235,10 +294,10 @@ def discontinuation(times: pd.DataFrame, arms: list[str], reference_arm: str, *,
         to the stop, or to censoring at the end of follow-up; ≥ 0), ``event`` (bool: the arm drug was stopped
         at ``months``), ``reason`` (the stop reason for events — ``adverse_event``, ``inefficacy``,
         ``remission``, ``other``, ``unknown``; ignored for censored rows).
-    arms : list of str, length 2
-        The two arms (e.g. ``["AZA", "MMF"]``).
+    arms : list of str, length 2 or more
+        The arms (e.g. ``["AZA", "MMF"]``).
     reference_arm : str
-        The reference (e.g. "MMF"); the hazard ratio is the other arm versus it.
+        The reference (e.g. "MMF"); each hazard ratio is another arm versus it.
     report_months : sequence of float
         Times of the report table (0, 12, 24, 36, 48, 60).
     conf_type : {"log", "log-log", "plain"}
@@ -267,9 +326,10 @@ def discontinuation(times: pd.DataFrame, arms: list[str], reference_arm: str, *,
     [['AZA', 1, 0.3333], ['MMF', 3, 0.6667]]
     """
     arms = [str(a) for a in arms]
-    if len(arms) != 2 or arms[0] == arms[1] or reference_arm not in arms:
-        raise ValueError(f"arms must be two distinct arms including reference_arm {reference_arm!r}, got {arms}")
-    order = [arms[0] if arms[1] == reference_arm else arms[1], reference_arm]
+    if len(arms) < 2 or len(set(arms)) != len(arms) or reference_arm not in arms:
+        raise ValueError(f"arms must be two or more distinct arms including reference_arm {reference_arm!r}, "
+                         f"got {arms}")
+    order = [a for a in arms if a != reference_arm] + [reference_arm]
     absent = [c for c in ("patient_id", "arm", "months", "event", "reason") if c not in times.columns]
     if absent:
         raise ValueError(f"times has no column(s) {absent}")

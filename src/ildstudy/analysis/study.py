@@ -23,6 +23,7 @@ from ildstudy.analysis.trajectories import fit_outcome, model_frame
 from ildstudy.cohort import Cohort, build_cohort
 from ildstudy.data import Registry, load_registry
 from ildstudy.protocol import Protocol, load_protocol
+from ildstudy.variables import covariate_spec
 
 
 def table1_variables(protocol: Protocol) -> list[Variable]:
@@ -32,7 +33,7 @@ def table1_variables(protocol: Protocol) -> list[Variable]:
     def cont(name: str, label: str) -> Variable:
         return Variable(name, label, "continuous", "median_iqr" if name in median else "mean_sd")
 
-    return [
+    rows = [
         cont("age", "Age at index, years"),
         Variable("sex", "Female", "binary", positive="F"),
         Variable("antisynthetase", "Antisynthetase antibody", "binary", positive=True),
@@ -41,8 +42,22 @@ def table1_variables(protocol: Protocol) -> list[Variable]:
         cont("fvc_pct_pred", "Baseline FVC, % predicted"),
         cont("dlco_pct_pred", "Baseline DLCO, % predicted"),
         cont("prednisone_mg", "Baseline prednisone-equivalent, mg/day"),
-        cont("follow_up_months", "Follow-up, months"),
     ]
+    # the protocol's other covariates (ildstudy.variables), each with its registered Table 1 row
+    shown = {"age", "sex", "antisynthetase", "smoking", "diagnosis", "baseline_fvc_pct_pred",
+             "baseline_dlco_pct_pred", "baseline_prednisone_mg"}
+    for name in protocol.analysis.covariates:
+        spec = covariate_spec(name)
+        if spec.column in shown:
+            continue
+        shown.add(spec.column)
+        if spec.kind == "numeric":
+            rows.append(cont(spec.column, spec.label))
+        elif spec.kind == "binary":
+            rows.append(Variable(spec.column, spec.label, "binary", positive=spec.positive))
+        else:
+            rows.append(Variable(spec.column, spec.label, "categorical", levels=spec.levels or None))
+    return [*rows, cont("follow_up_months", "Follow-up, months")]
 
 
 def run_study(protocol: Protocol | str | Path, data: Registry | str | Path | None = None, *,

@@ -15,6 +15,11 @@ Conventions (each matches what an R user gets, so the numbers can be checked):
   categorical with more than two levels: the Yang & Dalton multivariate SMD as tableone's ``StdDiffMulti``
   (non-negative by construction). A zero difference with zero variance is 0 (as tableone); a non-zero difference
   with zero variance, or an arm without data, gives ``None``.
+* More than two arms (the reference arm last): continuous variables are compared with the Kruskal–Wallis test
+  (``kruskal.test(x ~ arm)``, gtsummary's default for more than two groups, whatever the summary); binary and
+  categorical ones as above on the levels × arms table (Fisher's exact for r×2 / 2×c tables, else χ² when the
+  enumeration is not available). The SMD is the **largest absolute** SMD of a non-reference arm versus the
+  reference arm (each computed as above), so it is non-negative; the two-arm table is unchanged.
 * Percentages and test statistics use the non-missing values; ``missing`` counts the rest.
 * When no test can be done (a single observed level, an arm without data, fewer than two values in an arm for
   Welch's test, all values equal) ``p`` is ``None`` and ``test`` is "—".
@@ -38,6 +43,7 @@ SummaryKind = Literal["mean_sd", "median_iqr"]
 
 WELCH = "Welch t-test"
 WILCOXON = "Wilcoxon rank-sum"
+KRUSKAL = "Kruskal-Wallis"
 DASH = "—"
 #: Column names of :attr:`Table1Result.table` other than the arm columns (arms may not use these names).
 FIXED_COLUMNS = ("variable", "label", "level", "p", "test", "smd", "missing")
@@ -100,7 +106,8 @@ class Table1Result:
     Attributes
     ----------
     arms : tuple of str
-        Arm order (columns of ``table``); the SMD is arms[0] versus arms[1].
+        Arm order (columns of ``table``, reference last); the SMD is arms[0] versus arms[1] (k > 2: the
+        largest |SMD| of an arm versus the reference).
     n : dict
         Patients per arm.
     table : pandas.DataFrame
@@ -258,6 +265,25 @@ def wilcoxon_test(x: np.ndarray, y: np.ndarray) -> TestResult:
     return TestResult(WILCOXON, float(res.statistic), None, float(res.pvalue))
 
 
+def kruskal_test(groups: list[np.ndarray]) -> TestResult:
+    """Kruskal–Wallis rank-sum test, as R's ``kruskal.test(x ~ g)`` (χ² with k − 1 df, tie-corrected); "—" when a
+    group is empty or all values are equal."""
+    if any(len(g) < 1 for g in groups):
+        return TestResult(NO_TEST)
+    pooled = np.concatenate(groups)
+    if np.all(pooled == pooled[0]):
+        return TestResult(NO_TEST)
+    res = stats.kruskal(*groups)
+    return TestResult(KRUSKAL, float(res.statistic), float(len(groups) - 1), float(res.pvalue))
+
+
+def _largest_vs_reference(smds: list[float | None]) -> float | None:
+    """k > 2 arms: the largest |SMD| of an arm versus the reference (``None`` if any is undefined)."""
+    if any(v is None for v in smds):
+        return None
+    return max(abs(float(v)) for v in smds)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the table
 
@@ -265,8 +291,8 @@ def _check_inputs(patients: pd.DataFrame, arm_col: str, arms: list[str], variabl
     if not isinstance(patients, pd.DataFrame):
         raise TypeError("patients must be a pandas DataFrame")
     arms = [str(a) for a in arms]
-    if len(arms) != 2 or arms[0] == arms[1]:
-        raise ValueError(f"Table 1 compares exactly two distinct arms, got {arms}")
+    if len(arms) < 2 or len(set(arms)) != len(arms):
+        raise ValueError(f"Table 1 compares two or more distinct arms, got {arms}")
     clash = [a for a in arms if a in FIXED_COLUMNS]
     if clash:
         raise ValueError(f"arm names may not be any of {FIXED_COLUMNS}: {clash}")
@@ -308,9 +334,14 @@ def _continuous(var: Variable, data: dict[str, pd.Series], arms: list[str]):
         numbers.append({"variable": var.name, "level": None, "arm": a, "n": n, "missing": missing, "mean": mean,
                         "sd": sd, "median": float(med), "q1": float(q1), "q3": float(q3), "count": math.nan,
                         "percent": math.nan})
-    x, y = (values[a].dropna().to_numpy() for a in arms)
-    test = welch_test(x, y) if var.summary == "mean_sd" else wilcoxon_test(x, y)
-    smd = smd_continuous(x, y)
+    groups = [values[a].dropna().to_numpy() for a in arms]
+    if len(arms) == 2:
+        x, y = groups
+        test = welch_test(x, y) if var.summary == "mean_sd" else wilcoxon_test(x, y)
+        smd = smd_continuous(x, y)
+    else:
+        test = kruskal_test(groups)
+        smd = _largest_vs_reference([smd_continuous(g, groups[-1]) for g in groups[:-1]])
     rows = [{"level": None, **cells, "p": test.p, "test": test.test, "smd": smd}]
     return rows, numbers, test, smd
 
@@ -336,10 +367,8 @@ def _categorical(var: Variable, data: dict[str, pd.Series], arms: list[str]):
         shown = counts
     n_arm = counts.sum(axis=1)
     test = table1_test(counts.T) if np.all(n_arm > 0) else TestResult(NO_TEST)
-    if var.kind == "binary":
-        smd = smd_binary(counts[0, 0] / n_arm[0], counts[1, 0] / n_arm[1]) if np.all(n_arm > 0) else None
-    else:
-        smd = smd_categorical(counts[:, counts.sum(axis=0) > 0]) if counts.sum() else None
+    smds = [_smd_pair(var, counts[[i, len(arms) - 1]]) for i in range(len(arms) - 1)]
+    smd = smds[0] if len(arms) == 2 else _largest_vs_reference(smds)
     numbers, rows = [], []
     for j, lev in enumerate(levels):
         for i, a in enumerate(arms):
@@ -355,6 +384,14 @@ def _categorical(var: Variable, data: dict[str, pd.Series], arms: list[str]):
     return rows, numbers, test, smd
 
 
+def _smd_pair(var: Variable, counts: np.ndarray) -> float | None:
+    """SMD of two arms' count rows (arm, reference) of a binary or categorical variable."""
+    n_arm = counts.sum(axis=1)
+    if var.kind == "binary":
+        return smd_binary(counts[0, 0] / n_arm[0], counts[1, 0] / n_arm[1]) if np.all(n_arm > 0) else None
+    return smd_categorical(counts[:, counts.sum(axis=0) > 0]) if counts.sum() else None
+
+
 def table1(patients: pd.DataFrame, arm_col: str, arms: list[str], variables: list[Variable]) -> Table1Result:
     """Baseline characteristics by arm with p-values (test named), SMDs and missing counts.
 
@@ -368,8 +405,9 @@ def table1(patients: pd.DataFrame, arm_col: str, arms: list[str], variables: lis
         ``smoking``, ``fvc_pct_pred``, ``dlco_pct_pred``, ``prednisone_mg``, ``follow_up_months``.
     arm_col : str
         Name of the arm column.
-    arms : list of str, length 2
-        Arm order for the columns; the SMD is ``arms[0]`` versus ``arms[1]`` (e.g. ``["AZA", "MMF"]``).
+    arms : list of str, length 2 or more
+        Arm order for the columns, the reference arm last; with two arms the SMD is ``arms[0]`` versus
+        ``arms[1]`` (e.g. ``["AZA", "MMF"]``), with more the largest |SMD| of an arm versus the last.
     variables : list of Variable
         Rows, in order.
 
@@ -421,4 +459,4 @@ def table1(patients: pd.DataFrame, arm_col: str, arms: list[str], variables: lis
 
 
 __all__ = ["Variable", "Table1Result", "table1", "quantile_type7", "smd_binary", "smd_categorical", "smd_continuous",
-           "welch_test", "wilcoxon_test"]
+           "welch_test", "wilcoxon_test", "kruskal_test"]

@@ -20,38 +20,46 @@ from ildstudy.analysis.result import OutcomeResult
 from ildstudy.errors import ModelError
 from ildstudy.lmm import fit_lmm
 from ildstudy.protocol import Outcome, Protocol
+from ildstudy.variables import CovariateTerms, covariate_spec, covariates
 
-COVARIATE_COLUMNS = {"sex": "female", "age": "age", "antisynthetase": "antisynthetase", "smoking": "ever_smoker"}
+#: Covariate name -> model column (``sex`` -> ``female``, ``smoking`` -> ``ever_smoker``), from the
+#: registry of :mod:`ildstudy.variables`.
+COVARIATE_COLUMNS = CovariateTerms()
 CI_COLUMNS = ["estimate", "se", "df", "ci_low", "ci_high"]
 
 
-def model_frame(patients: pd.DataFrame, outcomes: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    """Join one outcome's long rows with the patient covariates, as numeric model columns.
+def model_frame(patients: pd.DataFrame, outcomes: pd.DataFrame, outcome: str,
+                covariate_names=None) -> pd.DataFrame:
+    """Join one outcome's long rows with the patient covariates, as model columns.
 
     Parameters
     ----------
-    patients : DataFrame[patient_id, arm, sex, age, antisynthetase, smoking, ...]
+    patients : DataFrame[patient_id, arm, <covariate columns>...]
         The cohort's patient table.
     outcomes : DataFrame[patient_id, outcome, months, value]
         The cohort's long outcome table.
+    covariate_names : sequence of str, optional
+        Registered covariates (:mod:`ildstudy.variables`) to add, each as its model column (``term``:
+        binary 1.0/0.0, numeric float, factor text). Default: every registered covariate whose column the
+        patients table has.
     """
     rows = outcomes.loc[outcomes["outcome"] == outcome, ["patient_id", "months", "value"]]
-    cov = pd.DataFrame({
-        "patient_id": patients["patient_id"],
-        "arm": patients["arm"].astype(str),
-        "female": (patients["sex"] == "F").astype(float),
-        "age": patients["age"].astype(float),
-        "antisynthetase": patients["antisynthetase"].astype(float),
-        "ever_smoker": patients["smoking"].map({"ever": 1.0, "never": 0.0}).astype(float),
-    })
-    frame = rows.merge(cov, on="patient_id", how="inner", validate="many_to_one")
+    specs = ([covariate_spec(c) for c in covariate_names] if covariate_names is not None
+             else [s for s in covariates().values() if s.column in patients.columns])
+    cov = {"patient_id": patients["patient_id"], "arm": patients["arm"].astype(str)}
+    for spec in specs:
+        cov.setdefault(spec.term, spec.model_values(patients[spec.column]))
+    frame = rows.merge(pd.DataFrame(cov), on="patient_id", how="inner", validate="many_to_one")
     return frame.rename(columns={"patient_id": "patient", "value": outcome})
 
 
 def outcome_formula(outcome: Outcome, protocol: Protocol) -> str:
-    covs = " + ".join(COVARIATE_COLUMNS[c] for c in protocol.analysis.covariates)
+    """The lme4 formula: ``y ~ time * arm + covariates + time:covariate... + (random part)``; the covariate
+    x time terms are the protocol's ``analysis.time_interactions``."""
+    terms = [COVARIATE_COLUMNS[c] for c in protocol.analysis.covariates]
     time = "visit" if outcome.time_model == "categorical" else "months"
-    fixed = f"{outcome.name} ~ {time} * arm" + (f" + {covs}" if covs else "")
+    terms += [f"{time}:{COVARIATE_COLUMNS[c]}" for c in protocol.analysis.time_interactions]
+    fixed = f"{outcome.name} ~ {time} * arm" + "".join(f" + {t}" for t in terms)
     if outcome.time_model == "categorical" or outcome.random_effects == "intercept":
         return f"{fixed} + (1 | patient)"
     return f"{fixed} + (1 + months | patient)"

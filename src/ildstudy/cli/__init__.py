@@ -16,6 +16,9 @@ from ildstudy.cli.app import app, err
 
 # Each module registers its commands on ``app`` when imported.
 from ildstudy.cli import data_commands, lmm_command, study_commands  # noqa: F401,E402
+from ildstudy.cli import federated_commands  # noqa: F401,E402
+from ildstudy.cli import import_command  # noqa: F401,E402
+from ildstudy.cli import power_command  # noqa: F401,E402
 
 
 def report_error(exc: IldStudyError) -> None:

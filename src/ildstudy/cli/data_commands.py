@@ -22,6 +22,11 @@ class Format(str, Enum):
     duckdb = "duckdb"
 
 
+class Design(str, Enum):
+    balanced = "balanced"
+    sampled = "sampled"
+
+
 @app.command()
 def synth(
     out_dir: Path = typer.Option(..., "--out", help="Folder to write the registry tables and truth.json into."),
@@ -29,13 +34,20 @@ def synth(
                                  help="Number of patients (default: the calibrated registry of the published study)."),
     seed: int = typer.Option(2019, "--seed", help="Random seed; the same seed gives the same bytes."),
     fmt: Format = typer.Option(Format.csv, "--format", help="File format of the tables."),
+    design: Design = typer.Option(
+        None, "--design", show_default=False,
+        help="balanced: outcome data built so that the study's mixed models recover the planted effects up to "
+             "rounding (at most 50,000 patients); sampled: random effects and residuals drawn independently, as "
+             "a recovery or power study needs. Default: balanced without --patients (the calibrated registry), "
+             "sampled with --patients. truth.json records the design."),
 ) -> None:
     """Write a synthetic raw registry calibrated to Huapaya et al. 2019, with its planted truth."""
     from ildstudy.synth import write_registry
 
     with progress("Generating synthetic registry"):
-        truth = write_registry(out_dir, n_patients=patients, seed=seed, fmt=fmt.value)
-    out.print(f"Wrote {truth.n_patients} patients ({fmt.value}) and truth.json to {out_dir}")
+        truth = write_registry(out_dir, n_patients=patients, seed=seed, fmt=fmt.value,
+                               design=None if design is None else design.value)
+    out.print(f"Wrote {truth.n_patients} patients ({fmt.value}, {truth.design}) and truth.json to {out_dir}")
 
 
 def problem_table(problems: list[Problem]) -> Table:
@@ -81,19 +93,23 @@ def print_problems(console, problems: list[Problem], max_per_kind: int = 20) -> 
 
 
 @app.command()
-def validate(data: Path = typer.Argument(..., help="Registry folder (CSV, Parquet or XLSX tables).")) -> None:
+def validate(
+    data: Path = typer.Argument(..., help="Registry folder (CSV, Parquet or XLSX tables), or with --profile a "
+                                          "centre's export / REDCap project folder."),
+    profile: Path = typer.Option(None, "--profile", help="Mapping profile TOML that reads DATA (see docs/inputs.md)."),
+) -> None:
     """Check every table of a registry and report every problem at once; exit 2 if any is an error.
 
     Problems are shown as a table (file, row, column, value, problem, severity), then, when
     there are errors, once more as one line each on stderr, ending with a one-line summary.
     Warnings alone print the table on stdout and exit 0.
     """
-    from ildstudy.data import read_registry
-    from ildstudy.data.validate import in_file_order, summary, validate_registry
+    from ildstudy.data import check_registry
+    from ildstudy.data.validate import in_file_order, summary
 
     with progress("Checking registry"):
-        registry, problems = read_registry(data)
-        problems = in_file_order(problems + validate_registry(registry))
+        registry, problems = check_registry(data, profile)
+        problems = in_file_order(problems)
     errors = [p for p in problems if p.severity == "error"]
     console = err if errors else out
     if problems:

@@ -26,7 +26,7 @@ def run_inputs(protocol, data, db) -> list[Path]:
 
 
 def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=None, notice=None,
-                   kind: str = "study") -> None:
+                   kind: str = "study", profile: Path | None = None) -> None:
     from ildstudy.analysis.study import run_study
     from ildstudy.report.outdir import check_output_dir
     from ildstudy.report.outputs import write_stopped_outputs, write_study_outputs
@@ -34,11 +34,16 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
     from ildstudy.cli.data_commands import print_problems
     from ildstudy.errors import CohortError, DataError
 
-    inputs = run_inputs(protocol, data, db)
+    inputs = run_inputs(protocol, data, db) + ([Path(profile)] if profile is not None else [])
     check_output_dir(out_dir, inputs=inputs)  # before the (slow) study: refuse at once, write nothing
     started = dt.datetime.now(dt.timezone.utc)
     with progress("Running the study", total=STEPS + 1) as advance:
         try:
+            if profile is not None:  # a centre's export or REDCap project, read through its mapping profile
+                from ildstudy.data import load_registry
+
+                advance(0, description="Reading the registry through the profile")
+                data = load_registry(data, profile=profile)
             result = run_study(protocol, data, db=db, on_step=lambda s: advance(description=s))
         except DataError as exc:  # the same report as `ildstudy validate`, then one line per problem
             print_problems(err, exc.problems)
@@ -69,12 +74,13 @@ def _summary(result, out_dir: Path) -> None:
     parts = [f"{a} {v['patients_with_event']}/{v['n']} ({v['percent']:.1f}%)" for a, v in by_arm.items()]
     if parts:
         out.print(f"Adverse events: {' vs '.join(parts)}, {ae.get('test_name', ae.get('test'))} {_p(ae['p'])}")
-    for name, o in result.outcomes.items():
-        last = o.arm_differences.iloc[-1]
-        at36 = o.arm_differences[o.arm_differences["month"] == 36]
-        row = at36.iloc[0] if len(at36) else last
-        out.print(f"{o.label}: {row['contrast']} at {row['month']:g} months = {row['estimate']:.1f} "
-                  f"(95% CI {row['ci_low']:.1f} to {row['ci_high']:.1f}), {_p(row['p'])}")
+    for name, o in result.outcomes.items():   # one line per contrast (every arm minus the reference)
+        d = o.arm_differences
+        at36 = d[d["month"] == 36]
+        rows = at36 if len(at36) else d[d["month"] == d["month"].iloc[-1]]
+        for _, row in rows.iterrows():
+            out.print(f"{o.label}: {row['contrast']} at {row['month']:g} months = {row['estimate']:.1f} "
+                      f"(95% CI {row['ci_low']:.1f} to {row['ci_high']:.1f}), {_p(row['p'])}")
     report = out_dir / "report.html"
     out.print(f"Outputs: {out_dir}/" + (f"  (report: {report})" if report.exists() else ""))
 
@@ -96,6 +102,8 @@ def run(
                                                     "(replaced only when the run completes); never an input "
                                                     "or a user's folder."),
     min_cell: int = typer.Option(5, "--min-cell", min=1, help="Counts below this are shown as '<N' in share/."),
+    profile: Path = typer.Option(None, "--profile", help="Mapping profile TOML that reads DATA (a centre's export "
+                                                         "or REDCap project; see docs/inputs.md)."),
 ) -> None:
     """Run a study: validate, build the cohort, fit the models, compare adverse events and discontinuation,
     write results.json, tables, figures and report.html."""
@@ -103,7 +111,9 @@ def run(
 
     if (data is None) == (db is None):
         raise IldStudyError("give a registry folder or --db URL (exactly one)")
-    _run_and_write(protocol, data, db, out_dir, min_cell)
+    if profile is not None and data is None:
+        raise IldStudyError("--profile reads a folder given as DATA; it cannot be used with --db")
+    _run_and_write(protocol, data, db, out_dir, min_cell, profile=profile)
 
 
 @app.command()

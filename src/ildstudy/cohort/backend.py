@@ -1,31 +1,85 @@
-"""Open an Ibis connection to where the registry tables live.
+"""Open the database where the registry tables live, by lookup; temporary tables inside it.
 
-Accepted sources: a :class:`~ildstudy.data.Registry` (copied into a new in-memory DuckDB), an Ibis backend,
-a ``duckdb`` connection, a DuckDB file path (``study.duckdb`` or ``duckdb:///abs/path``) or a
-``postgresql://user:password@host:port/dbname`` URL. Queries run inside that database; only results come
-back.
+Accepted sources: a :class:`~ildstudy.data.Registry` (copied into a new in-memory DuckDB), an Ibis backend
+(DuckDB, PostgreSQL, PySpark), a ``duckdb`` connection, a ``SparkSession``, or a ``--db`` string -- a
+DuckDB file path (``study.duckdb``, ``duckdb:///abs/path``), a ``postgresql://`` URL or libpq key=value
+string, or a ``spark://`` / ``sc://`` URL (:mod:`ildstudy.cohort.spark`). Queries run inside that database;
+only results come back.
+
+The engines are classes (:mod:`ildstudy.cohort.backends`, :mod:`ildstudy.cohort.spark`) found through two
+tables: :data:`SCHEMES` (URL scheme -> class; a string without a scheme is a key=value string for
+PostgreSQL or a DuckDB path) and :data:`ENGINES` (Ibis backend name -> class).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ildstudy.data.database import driver_error, duckdb_path, mask_dsn, postgres_url
+from ildstudy.cohort.backends import Backend, DuckDB, PostgreSQL
+from ildstudy.cohort.spark import Spark
+from ildstudy.data.database import is_keyvalue_dsn, mask_dsn
 from ildstudy.data.registry import Registry
 from ildstudy.errors import IldStudyError
+
+#: URL scheme -> engine class.
+SCHEMES: dict[str, type[Backend]] = {
+    "duckdb": DuckDB, "postgresql": PostgreSQL, "postgres": PostgreSQL, "spark": Spark, "sc": Spark,
+}
+#: Ibis backend name -> engine class (for connections given by the caller).
+ENGINES: dict[str, type[Backend]] = {cls.name: cls for cls in (DuckDB, PostgreSQL, Spark)}
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def engine_for_url(text: str) -> type[Backend]:
+    """The engine class of a ``--db`` string: by its scheme; without one, key=value (PostgreSQL) or a DuckDB file.
+
+    Raises :class:`IldStudyError` for a scheme no engine handles.
+    """
+    m = _SCHEME.match(text.strip())
+    if m is None:
+        return PostgreSQL if is_keyvalue_dsn(text) else DuckDB
+    cls = SCHEMES.get(m.group(1).lower())
+    if cls is None:
+        known = ", ".join(f"{s}://" for s in SCHEMES)
+        raise IldStudyError(f"--db {mask_dsn(text)}: unknown kind of database URL (known: {known}, "
+                            "or a DuckDB file path)")
+    return cls
+
+
+def open_backend(source) -> Backend:
+    """The :class:`Backend` for ``source`` (see the module docstring); opened here if a URL or Registry."""
+    if isinstance(source, Backend):
+        return source
+    if isinstance(source, Registry):
+        return DuckDB.from_registry(source)
+    if isinstance(source, (str, Path)):
+        text = str(source)
+        return engine_for_url(text).open(text)
+    cls = ENGINES.get(getattr(source, "name", None))
+    candidates = [cls] if cls is not None else list(ENGINES.values())  # driver objects: duckdb, SparkSession
+    for cls in candidates:
+        if cls.matches(source):
+            return cls.wrap(source)
+    raise IldStudyError(f"cannot read registry tables from a {type(source).__name__}")
 
 
 @dataclass(frozen=True)
 class Connection:
-    """An Ibis backend and whether ildstudy opened it (and so must close it)."""
+    """An Ibis backend (``backend``), whether ildstudy opened it (and so must close it), its display name,
+    and the engine (:class:`~ildstudy.cohort.backends.Backend`) that runs its temporary tables."""
 
     backend: object
     owned: bool
     name: str
+    engine: Backend | None = None
 
     def close(self) -> None:
-        if self.owned:
+        if self.engine is not None:
+            self.engine.close()
+        elif self.owned:
             self.backend.disconnect()
 
 
@@ -34,7 +88,7 @@ def connect(source) -> Connection:
 
     Parameters
     ----------
-    source : Registry, Connection, Ibis backend, duckdb connection, str or Path
+    source : Registry, Connection, Backend, Ibis backend, duckdb connection, SparkSession, str or Path
         See the module docstring. A Registry, path or URL is opened here (and closed by
         :meth:`Connection.close`); a backend or connection given by the caller is left open.
 
@@ -47,39 +101,10 @@ def connect(source) -> Connection:
     IldStudyError
         The database cannot be reached or opened, or the source is not understood.
     """
-    import ibis
-    from ibis.backends import BaseBackend
-
     if isinstance(source, Connection):
-        return Connection(source.backend, False, source.name)
-    if isinstance(source, Registry):
-        return Connection(ibis.duckdb.from_connection(source.to_duckdb()), True, "duckdb (in memory)")
-    if isinstance(source, BaseBackend):
-        return Connection(source, False, source.name)
-    try:
-        import duckdb
-    except ImportError:  # pragma: no cover - duckdb is a dependency
-        duckdb = None
-    if duckdb is not None and isinstance(source, duckdb.DuckDBPyConnection):
-        return Connection(ibis.duckdb.from_connection(source), False, "duckdb")
-    if not isinstance(source, (str, Path)):
-        raise IldStudyError(f"cannot read registry tables from a {type(source).__name__}")
-    text = str(source)
-    url = postgres_url(text)  # also a key=value connection string; raises a masked error if malformed
-    if url is not None:
-        try:
-            return Connection(ibis.connect(url), True, mask_dsn(url))
-        except Exception as exc:  # connection refused, bad password, unknown database, ...
-            raise IldStudyError(f"--db {mask_dsn(text)}: cannot connect: {driver_error(exc, text, url)}") from None
-    path = duckdb_path(text)
-    if path is None:
-        raise IldStudyError(f"--db {mask_dsn(text)}: not a DuckDB file path or postgresql:// URL")
-    if not path.exists():
-        raise IldStudyError(f"--db {path}: no such DuckDB file (create it with `ildstudy load DATA --db {path}`)")
-    try:
-        return Connection(ibis.duckdb.connect(str(path), read_only=True), True, str(path))
-    except Exception as exc:
-        raise IldStudyError(f"--db {path}: cannot open the DuckDB file: {exc}") from None
+        return Connection(source.backend, False, source.name)  # the caller's: left open
+    engine = open_backend(source)
+    return Connection(engine.ibis, engine.owned, engine.label, engine)
 
 
 class TempTables:
@@ -87,42 +112,30 @@ class TempTables:
 
     Storing the normalised medications and the per-patient status once keeps every later query small
     (Ibis compiles small expressions quickly) and lets the database compute each intermediate result once.
-    Temporary tables live in the session only; they work on read-only DuckDB files too.
+    Temporary tables live in the session only; they work on read-only DuckDB files too. The SQL is the
+    engine's (:meth:`~ildstudy.cohort.backends.Backend.create_temp`).
     """
 
     def __init__(self, backend) -> None:
         import uuid
 
-        self.backend = backend
+        self.engine = backend.engine if isinstance(backend, Connection) and backend.engine else open_backend(backend)
+        self.backend = self.engine.ibis
         self.names: list[str] = []
         self._tag = uuid.uuid4().hex[:10]
 
     def store(self, expr, stem: str):
         """Run ``expr`` into a new temporary table and return that table as an Ibis expression."""
         name = f"_ildstudy_{stem}_{self._tag}"
-        sql = self.backend.compile(expr)
-        self._run(f'CREATE TEMPORARY TABLE "{name}" AS {sql}')
+        stored = self.engine.create_temp(expr, name)
         self.names.append(name)
-        self._analyze(name)
-        stored = self.backend.table(name)
+        self.engine.analyze(name)
         # The database may have typed a column differently (a literal 0.0 is DECIMAL(3,1) in DuckDB):
         # cast back to the expression's types.
         wanted, got = expr.schema(), stored.schema()
         fixes = {c: stored[c].cast(t) for c, t in wanted.items() if got[c] != t}
         return stored.mutate(**fixes) if fixes else stored
 
-    def _analyze(self, name: str) -> None:
-        # PostgreSQL never auto-analyses temporary tables; without statistics its plans can be poor.
-        if self.backend.name == "postgres":
-            self._run(f'ANALYZE "{name}"')
-
     def drop_all(self) -> None:
         while self.names:
-            self._run(f'DROP TABLE IF EXISTS "{self.names.pop()}"')
-
-    def _run(self, sql: str) -> None:
-        result = self.backend.raw_sql(sql)
-        close = getattr(result, "close", None)
-        if close is not None and self.backend.name != "duckdb":  # a DB-API cursor (PostgreSQL)
-            close()
-
+            self.engine.drop(self.names.pop())

@@ -11,8 +11,8 @@ from ildstudy.cohort.attrition import attrition_table, check_accounting
 from ildstudy.cohort.backend import Connection, TempTables, connect
 from ildstudy.cohort.source import Sources
 from ildstudy.cohort.steps import STEP_IDS, patient_status
-from ildstudy.cohort.tables import (DOSE_OUTCOME, PFT_OUTCOMES, adverse_events_table, cohort_doses,
-                                    missing_dose_count, outcomes_table, patients_table)
+from ildstudy.cohort.tables import (adverse_events_table, cohort_doses, covariate_columns, missing_dose_count,
+                                    outcomes_table, patients_table)
 from ildstudy.errors import DataError, Problem
 from ildstudy.protocol import Protocol, load_protocol
 from ildstudy.reference.drugs import DrugNames
@@ -23,11 +23,50 @@ PATIENT_TYPES = {
     "antisynthetase": "bool", "smoking": "str", "baseline_fvc_pct_pred": "float",
     "baseline_dlco_pct_pred": "float", "baseline_prednisone_mg": "float", "follow_up_months": "float",
     "follow_up_end": "str", "treatment_months": "float", "discontinued": "bool", "treatment_end": "str",
-    "stop_reason": "str",
+    "stop_reason": "str", "treatment_end_drug": "str",
 }
 OUTCOME_TYPES = {"patient_id": "str", "outcome": "str", "months": "float", "value": "float"}
 AE_TYPES = {"patient_id": "str", "months": "float", "category": "str", "drug": "str", "serious": "boolean",
             "led_to_discontinuation": "boolean"}
+
+
+def patient_types() -> dict[str, str]:
+    """Columns and types of the patients table: :data:`PATIENT_TYPES` (the built-in columns, in their
+    order), then every other registered covariate (:mod:`ildstudy.variables`)."""
+    types = dict(PATIENT_TYPES)
+    for col, kind in covariate_columns():
+        types.setdefault(col, kind)
+    return types
+
+
+#: Why follow-up ended, in the order of the censoring table (``treatment_end`` values for follow-up ended
+#: by the end of treatment, as-treated; else ``follow_up_end``).
+CENSORING_REASONS = ("stop", "switch", "add_on", "max_months", "data_cut")
+
+
+def censoring_table(patients: pd.DataFrame, arms: list[str]) -> pd.DataFrame:
+    """``reason, drug, n, n_<ARM>...``: cohort patients by why their follow-up ended.
+
+    ``reason`` is the end of treatment (``stop``, ``switch`` to the other arm's drug, ``add_on`` of an other
+    agent) when it ended follow-up (as-treated), else ``max_months`` or ``data_cut``. Switch and add-on rows
+    are one per drug (``drug`` = generic name; one row with ``drug`` missing and zero counts when there was
+    none); other reasons have one row each, zero counts included.
+    """
+    by_treatment = patients["follow_up_end"] == "treatment_end"
+    reason = patients["treatment_end"].where(by_treatment, patients["follow_up_end"])
+    drug = patients["treatment_end_drug"].where(by_treatment & reason.isin(["switch", "add_on"]), None)
+    rows = []
+    for r in CENSORING_REASONS:
+        hit = reason == r
+        drugs = sorted(set(drug[hit].dropna())) if r in ("switch", "add_on") else []
+        for d in (drugs or [None]):
+            sel = hit & (drug == d) if d is not None else hit
+            row = {"reason": r, "drug": d, "n": int(sel.sum())}
+            row.update({f"n_{a}": int((sel & (patients["arm"] == a)).sum()) for a in arms})
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["drug"] = frame["drug"].astype(object).where(frame["drug"].notna(), None)
+    return frame
 
 
 @dataclass(frozen=True)
@@ -42,6 +81,7 @@ class Cohort:
     excluded: pd.DataFrame
     warnings: tuple[Problem, ...]
     backend: str
+    censoring: pd.DataFrame | None = None
 
     @property
     def arm_counts(self) -> dict[str, int]:
@@ -95,10 +135,10 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
 
     status = _typed(con.execute(status_expr.select("patient_id", "arm", "step")),
                     {"patient_id": "str", "arm": "str", "step": "str"})
-    patients = _typed(con.execute(patients_table(src, status_expr, doses, protocol)), PATIENT_TYPES)
+    patients = _typed(con.execute(patients_table(src, status_expr, doses, protocol)), patient_types())
     patients = _sorted(patients, ["patient_id"])
     outcomes = _typed(con.execute(outcomes_table(src, status_expr, doses, protocol)), OUTCOME_TYPES)
-    order = {n: i for i, n in enumerate((*PFT_OUTCOMES, DOSE_OUTCOME))}
+    order = {o.name: i for i, o in enumerate(protocol.outcomes)}
     outcomes = _sorted(outcomes.assign(_o=outcomes["outcome"].map(order)),
                        ["_o", "patient_id", "months", "value"]).drop(columns="_o")
     adverse = _typed(con.execute(adverse_events_table(src, status_expr, protocol)), AE_TYPES)
@@ -117,7 +157,8 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
                                 f"{n_missing} prednisone-equivalent dose evaluation(s) left missing: a "
                                 "glucocorticoid prescription active that day has no daily_dose_mg",
                                 severity="warning"))
-    return Cohort(protocol, attrition, patients, outcomes, adverse, excluded, tuple(warnings), conn.name)
+    return Cohort(protocol, attrition, patients, outcomes, adverse, excluded, tuple(warnings), conn.name,
+                  censoring_table(patients, arms))
 
 
 def _registry_ids(con, src: Sources) -> pd.Series:

@@ -3,7 +3,8 @@
 Rules (``docs/protocol.md``, "Rules: how the cohort is built"): the index course is the chain of
 prescriptions of the patient's arm that starts at index, each link starting on or before the latest stop so
 far + ``grace_days`` (an ongoing prescription has no stop). The end of treatment is the earlier of the course's
-stop and the start of a switch (a drug of the other arm or an other agent started after index). Follow-up
+stop and the first start after index of a drug of the other arm (a *switch*) or of an other agent (an
+*add-on*); the switch/add-on and its drug are recorded. Follow-up
 ends at the earliest of index + ``max_months``, the data cut and -- as-treated only -- the end of
 treatment + ``grace_days``. All quantities are whole days since index.
 """
@@ -48,16 +49,22 @@ def treatment_course(src: Sources, index: ir.Table, protocol) -> ir.Table:
 
 
 def switch_day(src: Sources, index: ir.Table, protocol) -> ir.Table:
-    """``patient_id, switch_day``: first start, after index, of the other arm's drug or an other agent."""
+    """``patient_id, switch_day, switch_kind, switch_drug``: the first start, after index (day >= 1), of the
+    other arm's drug (kind ``"switch"``) or an other agent (``"add_on"``), and its generic name. Same day:
+    a switch before an add-on, then drugs alphabetically."""
     arm_of = protocol.arm_of_drug()
     others = sorted(protocol.exclusions.other_agents.drugs)
     j = src.medications.join(index, "patient_id")
     j = j.filter(j.start_date.notnull())
     drug_arm = j.generic.cases(*sorted(arm_of.items()), else_=ibis.null("string"))
-    is_switch = (drug_arm.notnull() & (drug_arm != j.arm)) | j.generic.isin(others)
-    j = j.filter(is_switch).mutate(s=days_since(j.start_date, j.index_date))
+    other_arm = drug_arm.notnull() & (drug_arm != j.arm)
+    j = j.filter(other_arm | j.generic.isin(others))
+    j = j.mutate(s=days_since(j.start_date, j.index_date),
+                 kind=ibis.cases((other_arm, "switch"), else_="add_on"))
     j = j.filter(j.s > 0)
-    return j.group_by("patient_id").aggregate(switch_day=j.s.min())
+    j = j.mutate(rank=ibis.row_number().over(group_by=j.patient_id, order_by=[j.s, j.kind.desc(), j.generic]))
+    first = j.filter(j.rank == 0)
+    return first.select("patient_id", switch_day=first.s, switch_kind=first.kind, switch_drug=first.generic)
 
 
 def follow_up(src: Sources, index: ir.Table, protocol) -> ir.Table:
@@ -65,7 +72,8 @@ def follow_up(src: Sources, index: ir.Table, protocol) -> ir.Table:
 
     ``patient_id, admin_end_day`` (index + max_months or data cut, whichever is first),
     ``treatment_end_day`` (NULL: still on the arm drug, unswitched), ``treatment_end`` ("stop" | "switch" |
-    NULL), ``course_stop_reason``, ``end_day`` (end of follow-up) and ``end_reason`` ("treatment_end" |
+    "add_on" | NULL), ``treatment_end_drug`` (the drug switched to or added; NULL for a stop),
+    ``course_stop_reason``, ``end_day`` (end of follow-up) and ``end_reason`` ("treatment_end" |
     "max_months" | "data_cut").
     """
     fu = protocol.follow_up
@@ -78,8 +86,9 @@ def follow_up(src: Sources, index: ir.Table, protocol) -> ir.Table:
     t = t.mutate(
         admin_end_day=ibis.least(t.cut_day, max_day),
         treatment_end_day=ibis.cases((stop_first, t.course_stop_day), else_=t.switch_day),
-        treatment_end=ibis.cases((stop_first, "stop"), (t.switch_day.notnull(), "switch"),
+        treatment_end=ibis.cases((stop_first, "stop"), (t.switch_day.notnull(), t.switch_kind),
                                  else_=ibis.null("string")),
+        treatment_end_drug=ibis.cases((stop_first, ibis.null("string")), else_=t.switch_drug),
     )
     if fu.analysis == "as_treated":
         treated_end = t.treatment_end_day + fu.grace_days
@@ -88,7 +97,8 @@ def follow_up(src: Sources, index: ir.Table, protocol) -> ir.Table:
         treated_end = t.admin_end_day
         ends_early = ibis.literal(False)
     return t.select(
-        "patient_id", "admin_end_day", "treatment_end_day", "treatment_end", "course_stop_reason",
+        "patient_id", "admin_end_day", "treatment_end_day", "treatment_end", "treatment_end_drug",
+        "course_stop_reason",
         end_day=ibis.cases((ends_early, treated_end), else_=t.admin_end_day),
         end_reason=ibis.cases((ends_early, "treatment_end"), (t.cut_day < max_day, "data_cut"),
                               else_="max_months"),

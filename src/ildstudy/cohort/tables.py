@@ -15,13 +15,19 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from ildstudy.cohort.days import DAYS_PER_MONTH, DAYS_PER_YEAR, days_since, flag, left_join_on_patient, month_day
+from ildstudy.cohort.days import DAYS_PER_MONTH, days_since, flag, left_join_on_patient, month_day
 from ildstudy.cohort.source import Sources, drug_arm_case
-from ildstudy.data.schema import ANTISYNTHETASE
+from ildstudy.data.schema import ANTISYNTHETASE, PATIENTS
 from ildstudy.reference.glucocorticoids import prednisone_factors
+from ildstudy.variables import covariates, outcome_spec
 
+#: The built-in PFT outcomes and the dose outcome (other outcomes: :mod:`ildstudy.variables`).
 PFT_OUTCOMES = ("fvc_pct_pred", "dlco_pct_pred")
 DOSE_OUTCOME = "prednisone_mg"
+#: Columns of the patients table before the covariates, and after them.
+LEADING_COLUMNS = ("patient_id", "arm", "index_date")
+FOLLOW_UP_COLUMNS = ("follow_up_months", "follow_up_end", "treatment_months", "discontinued", "treatment_end",
+                     "stop_reason", "treatment_end_drug")
 
 
 def prednisone_doses(src: Sources, cohort: ir.Table, protocol, months) -> ir.Table:
@@ -65,11 +71,20 @@ def cohort_doses(src: Sources, status: ir.Table, protocol) -> ir.Table:
     return prednisone_doses(src, c, protocol, sorted({0.0, *protocol.analysis.dose_months}))
 
 
+def covariate_columns() -> list[tuple[str, str]]:
+    """``(column, dtype)`` of every registered covariate, in registration order, one per column."""
+    out: dict[str, str] = {}
+    for spec in covariates().values():
+        out.setdefault(spec.column, spec.dtype)
+    return list(out.items())
+
+
 def patients_table(src: Sources, status: ir.Table, doses: ir.Table, protocol) -> ir.Table:
     """One row per cohort patient (``status`` is :func:`~ildstudy.cohort.steps.patient_status`, ``doses``
-    is :func:`cohort_doses`)."""
+    is :func:`cohort_doses`): :data:`LEADING_COLUMNS`, every registered covariate
+    (:mod:`ildstudy.variables`, derived from the baseline row), then :data:`FOLLOW_UP_COLUMNS`."""
     c = status.filter(status.step.isnull())
-    pat = src.patients.select("patient_id", "sex", "birth_date", "smoking_status")
+    pat = src.patients.select(*(col.name for col in PATIENTS.columns if col.name != "diagnosis"))
     ab = src.antibodies
     positive = ab.filter(ab.antibody.isin(list(ANTISYNTHETASE)) & (ab.result == "positive"))
     positive = positive.group_by("patient_id").aggregate(antisynthetase_hits=positive.count())
@@ -78,21 +93,16 @@ def patients_table(src: Sources, status: ir.Table, doses: ir.Table, protocol) ->
 
     t = c.select("patient_id", "arm", "index_date", "diagnosis", "baseline_fvc_pct_pred",
                  "baseline_dlco_pct_pred", "end_day", "end_reason", "admin_end_day", "treatment_end_day",
-                 "treatment_end", "course_stop_reason")
+                 "treatment_end", "treatment_end_drug", "course_stop_reason")
     for part in (pat, positive, dose0):
         t = left_join_on_patient(t, part)
+    by_column = {}
+    for spec in covariates().values():
+        by_column.setdefault(spec.column, spec.derive(t))
     discontinued = t.treatment_end_day.notnull() & (t.treatment_end_day <= t.admin_end_day)
     return t.select(
         "patient_id", "arm", "index_date",
-        age=days_since(t.index_date, t.birth_date) / DAYS_PER_YEAR,
-        sex=t.sex,
-        diagnosis=t.diagnosis,
-        antisynthetase=t.antisynthetase_hits.fill_null(0) > 0,
-        smoking=t.smoking_status.cases(("never", "never"), ("former", "ever"), ("current", "ever"),
-                                       else_=ibis.null("string")),
-        baseline_fvc_pct_pred=t.baseline_fvc_pct_pred,
-        baseline_dlco_pct_pred=t.baseline_dlco_pct_pred,
-        baseline_prednisone_mg=t.baseline_prednisone_mg,
+        **by_column,
         follow_up_months=t.end_day / DAYS_PER_MONTH,
         follow_up_end=t.end_reason,
         treatment_months=ibis.cases((discontinued, t.treatment_end_day), else_=t.admin_end_day) / DAYS_PER_MONTH,
@@ -100,30 +110,37 @@ def patients_table(src: Sources, status: ir.Table, doses: ir.Table, protocol) ->
         treatment_end=ibis.cases((discontinued, t.treatment_end), else_=ibis.null("string")),
         stop_reason=ibis.cases((discontinued & (t.treatment_end == "stop"), t.course_stop_reason),
                                else_=ibis.null("string")),
+        treatment_end_drug=ibis.cases((discontinued, t.treatment_end_drug), else_=ibis.null("string")),
     )
 
 
 def outcomes_table(src: Sources, status: ir.Table, doses: ir.Table, protocol) -> ir.Table:
-    """Long outcomes ``patient_id, outcome, months, value`` for the protocol's outcomes."""
-    wanted = [o.name for o in protocol.outcomes]
+    """Long outcomes ``patient_id, outcome, months, value`` for the protocol's outcomes (registered in
+    :mod:`ildstudy.variables`): a ``pft`` outcome's baseline value (``baseline_<column>`` of ``status``) at
+    month 0, then its column in every PFT after the baseline window up to the end of follow-up; the
+    ``glucocorticoids`` outcome at the dose months."""
+    specs = [outcome_spec(o.name) for o in protocol.outcomes]
     c = status.filter(status.step.isnull())
     parts: list[ir.Table] = []
-    pft_names = [n for n in PFT_OUTCOMES if n in wanted]
-    if pft_names:
+    pft_specs = [s for s in specs if s.source == "pft"]
+    if pft_specs:
         p = src.pft.join(c.select("patient_id", "index_date", "end_day"), "patient_id")
         p = p.filter(p.test_date.notnull())
         p = p.mutate(d=days_since(p.test_date, p.index_date))
         p = p.filter((p.d > protocol.baseline.to_days) & (p.d <= p.end_day))
-        for name in pft_names:
-            base = c.filter(c[f"baseline_{name}"].notnull())
-            parts.append(base.select("patient_id", outcome=ibis.literal(name),
-                                     months=ibis.literal(0.0, "float64"), value=base[f"baseline_{name}"]))
-            rows = p.filter(p[name].notnull())
-            parts.append(rows.select("patient_id", outcome=ibis.literal(name),
-                                     months=rows.d / DAYS_PER_MONTH, value=rows[name]))
-    if DOSE_OUTCOME in wanted:
-        d = doses.filter(doses.value.notnull() & doses.months.isin(list(protocol.analysis.dose_months)))
-        parts.append(d.select("patient_id", outcome=ibis.literal(DOSE_OUTCOME), months=d.months, value=d.value))
+        for spec in pft_specs:
+            col = spec.column
+            base = c.filter(c[f"baseline_{col}"].notnull())
+            parts.append(base.select("patient_id", outcome=ibis.literal(spec.name),
+                                     months=ibis.literal(0.0, "float64"),
+                                     value=base[f"baseline_{col}"].cast("float64")))
+            rows = p.filter(p[col].notnull())
+            parts.append(rows.select("patient_id", outcome=ibis.literal(spec.name),
+                                     months=rows.d / DAYS_PER_MONTH, value=rows[col].cast("float64")))
+    for spec in specs:
+        if spec.source == "glucocorticoids":
+            d = doses.filter(doses.value.notnull() & doses.months.isin(list(protocol.analysis.dose_months)))
+            parts.append(d.select("patient_id", outcome=ibis.literal(spec.name), months=d.months, value=d.value))
     return ibis.union(*parts, distinct=False)
 
 

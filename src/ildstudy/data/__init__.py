@@ -1,6 +1,7 @@
-"""Canonical registry tables: schema, readers, typing, validation, loading into a database."""
+"""Canonical registry tables: schema, input adapters, readers, typing, validation, loading into a database."""
 
-from ildstudy.data.registry import Registry, load_registry, read_registry
+from ildstudy.data.load import check_registry, load_registry
+from ildstudy.data.registry import Registry, read_registry
 from ildstudy.data.schema import TABLES, TABLES_BY_NAME
 
-__all__ = ["Registry", "TABLES", "TABLES_BY_NAME", "load_registry", "read_registry"]
+__all__ = ["Registry", "TABLES", "TABLES_BY_NAME", "check_registry", "load_registry", "read_registry"]

@@ -16,7 +16,7 @@ import pandas as pd
 from ildstudy.data.coerce import coerce_table
 from ildstudy.data.readers import find_table_files, read_raw_table
 from ildstudy.data.schema import TABLES, TABLES_BY_NAME
-from ildstudy.errors import DataError, Problem
+from ildstudy.errors import Problem
 
 SQL_TYPES = {"id": "VARCHAR", "text": "VARCHAR", "category": "VARCHAR", "date": "DATE",
              "bool": "BOOLEAN", "number": "DOUBLE"}
@@ -67,7 +67,8 @@ class Registry:
 def read_registry(folder: str | Path) -> tuple[Registry, list[Problem]]:
     """Read and type every table, returning the registry and *all* problems (errors and warnings).
 
-    Never raises for bad data; see :func:`load_registry` for the raising variant.
+    Never raises for bad data; :func:`ildstudy.data.load.load_registry` reads through the input adapters,
+    validates and raises.
     """
     folder = Path(folder)
     files, problems = find_table_files(folder)
@@ -84,15 +85,3 @@ def read_registry(folder: str | Path) -> tuple[Registry, list[Problem]]:
         problems += cell_problems
         tables[spec.name] = typed
     return Registry(tables, files, tuple(p for p in problems if p.severity != "error")), problems
-
-
-def load_registry(folder: str | Path) -> Registry:
-    """Read, type and validate a registry folder; raise :class:`DataError` listing every error."""
-    from ildstudy.data.validate import validate_registry
-
-    registry, problems = read_registry(folder)
-    problems = problems + validate_registry(registry)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise DataError(errors)
-    return Registry(registry.tables, registry.files, tuple(p for p in problems if p.severity != "error"))

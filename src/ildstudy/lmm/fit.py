@@ -10,14 +10,14 @@ import pandas as pd
 import scipy.linalg
 
 from ildstudy.errors import ModelError
-from ildstudy.lmm.design import build_design
+from ildstudy.lmm.design import Encoding, build_design
 from ildstudy.lmm.deviance import covariance_derivatives
-from ildstudy.lmm.formula import parse_formula
+from ildstudy.lmm.formula import MixedFormula, parse_formula
 from ildstudy.lmm.optimize import optimize_theta
 from ildstudy.lmm.options import OptimizerOptions, optimizer_options
 from ildstudy.lmm.results import LmmFit, RandomEffects
 from ildstudy.lmm.satterthwaite import linear_combination_table, variance_sensitivity
-from ildstudy.lmm.stats import group_statistics
+from ildstudy.lmm.stats import GroupStats, group_statistics
 
 WARM_START_GROUPS = 5_000
 """With more than twice this many groups, theta is first estimated on every k-th group (about this
@@ -82,8 +82,21 @@ def fit_lmm(
     n, p = design.X.shape
     q = design.Z.shape[1]
     n_groups = len(design.group_levels)
+    check_sizes(n, p, q, n_groups, reml, parsed.group)
+
+    stats = group_statistics(design.X, design.Z, design.y, design.group_codes, n_groups, design.fixed_names)
+    start = _warm_start(design, n_groups, reml, options)
+    return fit_from_statistics(
+        stats, parsed, reml=reml, options=options, start=start, fixed_names=design.fixed_names,
+        random_names=design.random_names, group_levels=design.group_levels, n_dropped=design.n_dropped,
+        encoding=design.encoding, rows=(design.X, design.Z, design.y, design.group_codes),
+    )
+
+
+def check_sizes(n: int, p: int, q: int, n_groups: int, reml: bool, group: str) -> None:
+    """Raise ModelError if there are too few groups or observations for the model (as lme4 checks)."""
     if n_groups < 2:
-        raise ModelError(f"grouping factor {parsed.group!r} must have at least 2 levels, got {n_groups}")
+        raise ModelError(f"grouping factor {group!r} must have at least 2 levels, got {n_groups}")
     if n <= q * n_groups:
         raise ModelError(
             f"number of observations ({n}) must exceed the number of random effects "
@@ -92,15 +105,35 @@ def fit_lmm(
     if reml and n <= p:
         raise ModelError(f"REML needs more observations ({n}) than fixed effects ({p})")
 
-    stats = group_statistics(design.X, design.Z, design.y, design.group_codes, n_groups, design.fixed_names)
-    start = _warm_start(design, n_groups, reml, options)
+
+def fit_from_statistics(
+    stats: GroupStats,
+    parsed: MixedFormula,
+    *,
+    reml: bool,
+    options: OptimizerOptions,
+    start: np.ndarray | None,
+    fixed_names: tuple[str, ...],
+    random_names: tuple[str, ...],
+    group_levels: np.ndarray,
+    n_dropped: int,
+    encoding: Encoding,
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> LmmFit:
+    """Optimise theta on ``stats`` and assemble the :class:`LmmFit` (shared by the in-memory and
+    in-engine paths, see :mod:`ildstudy.lmm.sufficient`).
+
+    ``rows`` = (X, Z, y, group_codes) gives fitted values and residuals; without rows (statistics
+    computed in a database) ``fitted`` and ``residuals`` are empty arrays of shape (0,).
+    """
+    n, p, q = stats.n, stats.p, stats.q
     record, convergence, deriv = optimize_theta(stats, reml, start=start, options=options)
     theta = np.array(record.final)
     prof = deriv.profile
     sens = variance_sensitivity(deriv, stats.x_factor)
     beta = stats.beta_offset + scipy.linalg.solve_triangular(stats.x_factor, prof.beta)
     fixed = linear_combination_table(np.eye(p), beta, sens)
-    fixed.insert(0, "term", list(design.fixed_names))
+    fixed.insert(0, "term", list(fixed_names))
     fixed = fixed.drop(columns=["ci_low", "ci_high"])
 
     D, _, _ = covariance_derivatives(theta, q)
@@ -110,7 +143,12 @@ def fit_lmm(
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = covariance / np.outer(sd, sd)
     modes = prof.e @ D.T  # (G, q): b_i = D Z_i'V_i^{-1}(y_i - X_i beta)
-    fitted = design.X @ beta + np.sum(design.Z * modes[design.group_codes], axis=1)
+    if rows is not None:
+        X, Z, y, codes = rows
+        fitted = X @ beta + np.sum(Z * modes[codes], axis=1)
+        residuals = y - fitted
+    else:
+        fitted = residuals = np.empty(0)
 
     k = len(theta)
     n_parameters = p + k + 1
@@ -120,13 +158,13 @@ def fit_lmm(
         formula=parsed.text,
         method="REML" if reml else "ML",
         n_obs=n,
-        n_groups=n_groups,
-        n_dropped=design.n_dropped,
+        n_groups=stats.n_groups,
+        n_dropped=n_dropped,
         group=parsed.group,
         fixed_effects=fixed,
         coef=beta,
         random_effects=RandomEffects(
-            group=parsed.group, terms=design.random_names, sd=sd, corr=corr, covariance=covariance
+            group=parsed.group, terms=random_names, sd=sd, corr=corr, covariance=covariance
         ),
         residual_sd=sigma,
         theta=theta,
@@ -140,12 +178,12 @@ def fit_lmm(
         messages=messages,
         optimizer=record,
         conditional_modes=pd.DataFrame(
-            modes, index=pd.Index(design.group_levels, name=parsed.group), columns=list(design.random_names)
+            modes, index=pd.Index(group_levels, name=parsed.group), columns=list(random_names)
         ),
         fitted=fitted,
-        residuals=design.y - fitted,
+        residuals=residuals,
         sensitivity=sens,
-        encoding=design.encoding,
+        encoding=encoding,
     )
 
 

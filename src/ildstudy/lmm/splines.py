@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.interpolate
 from formulaic.materializers.types import FactorValues
 from formulaic.utils.stateful_transforms import stateful_transform
 
@@ -98,6 +97,8 @@ def ns_basis(
     -------
     ndarray, shape (n, len(knots) + 1 + intercept)
     """
+    import scipy.interpolate  # ~0.3 s to import: only when a formula uses ns()
+
     x = np.asarray(x, dtype=np.float64)
     lo, hi = (float(v) for v in boundary_knots)
     t = np.sort(np.concatenate([[lo] * 4, [hi] * 4, np.asarray(knots, dtype=np.float64)]))

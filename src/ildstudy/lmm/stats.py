@@ -172,3 +172,71 @@ def _x_factor(XtX: np.ndarray, column_names: tuple[str, ...] | None) -> np.ndarr
                 f"earlier columns ({', '.join(map(repr, names[:j]))}); remove it from the formula"
             )
     return np.linalg.cholesky(XtX).T
+
+
+def statistics_from_sums(
+    ZtZ: np.ndarray,
+    ZtX: np.ndarray,
+    Zty: np.ndarray,
+    XtX: np.ndarray,
+    Xty: np.ndarray,
+    yty: float,
+    n: int,
+    group_sizes: np.ndarray,
+    column_names: tuple[str, ...] | None = None,
+    offset: np.ndarray | None = None,
+) -> GroupStats:
+    """:class:`GroupStats` from cross-products summed elsewhere (e.g. in a database), no rows needed.
+
+    Parameters
+    ----------
+    ZtZ : ndarray, shape (G, q, q)
+        Z_i'Z_i.
+    ZtX : ndarray, shape (G, q, p)
+        Z_i'X_i in original (not whitened) coordinates.
+    Zty : ndarray, shape (G, q)
+        Z_i'r_i for a response r = y - X offset.
+    XtX : ndarray, shape (p, p)
+        X'X.
+    Xty : ndarray, shape (p,)
+        X'r.
+    yty : float
+        r'r.
+    n : int
+        Number of observations.
+    group_sizes : ndarray of int, shape (G,)
+    column_names : tuple of str, optional
+        For the collinearity message.
+    offset : ndarray, shape (p,), optional
+        The coefficients already subtracted from y (zero if None). Passing the OLS coefficients
+        (computed from X'X and X'y first) keeps r'r free of cancellation.
+
+    Returns
+    -------
+    GroupStats
+        The same working coordinates as :func:`group_statistics` (OLS residual response,
+        whitened fixed effects).
+    """
+    XtX = (np.asarray(XtX, dtype=np.float64) + np.asarray(XtX, dtype=np.float64).T) / 2
+    p = XtX.shape[0]
+    G, q = ZtZ.shape[0], ZtZ.shape[1]
+    R0 = _x_factor(XtX, column_names)
+    delta = scipy.linalg.cho_solve((R0, False), Xty)
+    Zr = Zty - ZtX @ delta
+    Xr = Xty - XtX @ delta
+    rr = float(yty - 2.0 * delta @ Xty + delta @ XtX @ delta)
+    ZtX_w = scipy.linalg.solve_triangular(R0, ZtX.reshape(-1, p).T, trans="T").T.reshape(G, q, p)
+    XtX_w = scipy.linalg.solve_triangular(R0, scipy.linalg.solve_triangular(R0, XtX, trans="T").T, trans="T")
+    base = np.zeros(p) if offset is None else np.asarray(offset, dtype=np.float64)
+    return GroupStats(
+        ZtZ=np.ascontiguousarray(ZtZ, dtype=np.float64),
+        ZtX=np.ascontiguousarray(ZtX_w),
+        Zty=np.ascontiguousarray(Zr),
+        XtX=(XtX_w + XtX_w.T) / 2,
+        Xty=scipy.linalg.solve_triangular(R0, Xr, trans="T"),
+        yty=rr,
+        n=int(n),
+        x_factor=R0,
+        beta_offset=base + delta,
+        group_sizes=np.asarray(group_sizes, dtype=np.int64),
+    )

@@ -26,10 +26,12 @@ def format_summary(fit: LmmFit) -> str:
               str(fit.n_obs - fit.n_parameters)]],
         ))
     lines.append("")
-    scaled = fit.residuals / fit.residual_sd
-    quantiles = np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1])
     lines.append("Scaled residuals:")
-    lines.append(_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in quantiles]]))
+    if fit.residuals.size:
+        quantiles = np.quantile(fit.residuals / fit.residual_sd, [0, 0.25, 0.5, 0.75, 1])
+        lines.append(_table(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in quantiles]]))
+    else:  # fitted in the database from per-group sums: the rows never left it
+        lines.append("  (not available: the model was fitted from per-patient sums computed in the database)")
     lines.append("")
     lines.append("Random effects:")
     re = fit.random_effects

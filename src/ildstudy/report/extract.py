@@ -51,9 +51,39 @@ def arm_labels(result: StudyResult) -> dict[str, str]:
 
 
 def contrast_label(result: StudyResult) -> str:
-    """``"AZA − MMF"`` (treatment minus reference, with a typographic minus)."""
+    """``"AZA − MMF"`` (treatment minus reference, with a typographic minus); with more than two arms
+    ``"each arm − MMF"``."""
     p = result.protocol
-    return f"{p.treatment_arm} \u2212 {p.reference_arm}"
+    first = p.treatment_arm if len(p.compared_arms) == 1 else "each arm"
+    return f"{first} \u2212 {p.reference_arm}"
+
+
+def contrast_labels(result: StudyResult) -> list[str]:
+    """One label per contrast, in arm order: ``["AZA − MMF", "RTX − MMF"]`` (every arm minus the reference)."""
+    p = result.protocol
+    return [f"{a} \u2212 {p.reference_arm}" for a in p.compared_arms]
+
+
+def contrast_names(result: StudyResult) -> list[str]:
+    """The ``contrast`` values of the ``arm_differences`` tables, in arm order (``"AZA - MMF"``, ...)."""
+    p = result.protocol
+    return [f"{a} - {p.reference_arm}" for a in p.compared_arms]
+
+
+def differences_at(frame: pd.DataFrame, month: float, contrasts: list[str]) -> list[dict[str, Any] | None]:
+    """Per contrast (in the order given), the row of an ``arm_differences`` table at ``month`` (None when
+    absent)."""
+    if frame is None or frame.empty:
+        return [None for _ in contrasts]
+    rows = frame[np.isclose(frame["month"].astype(float), month)]
+    by = {str(r["contrast"]): r for r in rows.to_dict(orient="records")}
+    return [by.get(c) for c in contrasts]
+
+
+def hazard_ratios(endpoint: EndpointResult) -> list:
+    """The endpoint's Cox hazard ratios, one per non-reference arm (``CoxResult``; empty when not estimable);
+    each one's arm is ``term[3:]`` (``armAZA`` → ``AZA``)."""
+    return list(endpoint.cox_by_arm) if endpoint.cox_by_arm else ([endpoint.cox] if endpoint.cox else [])
 
 
 def headline_month(result: StudyResult) -> float:
@@ -105,11 +135,23 @@ def ae_by_arm(ae: AdverseEventResult) -> dict[str, dict[str, Any]]:
     return {str(r["arm"]): r for r in ae.by_arm.to_dict(orient="records")}
 
 
+def risk_differences_pp(ae: AdverseEventResult) -> list[tuple[str, dict[str, float] | None]]:
+    """Per compared arm: ``(arm, risk difference in percentage points or None)`` versus the reference."""
+    out = []
+    for c in ae.comparisons:
+        rd = c.risk_difference
+        pp = None if rd.estimate is None else {
+            k: 100.0 * float(v) for k, v in (("estimate", rd.estimate), ("ci_low", rd.ci_low),
+                                             ("ci_high", rd.ci_high)) if v is not None}
+        out.append((c.arm, pp))
+    return out
+
+
 def risk_difference_pp(ae: AdverseEventResult) -> dict[str, float] | None:
     """The adverse-event risk difference (treatment − reference) in percentage points (``None`` when not
     estimable); ``ae.risk_difference`` is on the proportion scale."""
     rd = ae.risk_difference
-    if rd.estimate is None:
+    if rd is None or rd.estimate is None:
         return None
     return {k: 100.0 * float(v) for k, v in (("estimate", rd.estimate), ("ci_low", rd.ci_low),
                                                ("ci_high", rd.ci_high)) if v is not None}

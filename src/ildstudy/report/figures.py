@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ildstudy.analysis.result import OutcomeResult, StudyResult
 from ildstudy.report import extract
@@ -80,7 +81,8 @@ def render_figures(result: StudyResult, folder: Path) -> list[RenderedFigure]:
                              _trajectory_caption(outcome, months)))
         if result.outcomes:
             fig = forest_figure(list(result.outcomes.values()), months=months, contrast=contrast,
-                                treatment=p.treatment_arm)
+                                treatment=p.treatment_arm if len(p.compared_arms) == 1 else "arm",
+                                colours=colours)
             out.append(_save(fig, folder, "forest_differences", f"Adjusted differences {contrast}",
                              _forest_caption(contrast)))
         if result.adverse_events is not None and not result.adverse_events.by_arm.empty:
@@ -92,7 +94,8 @@ def render_figures(result: StudyResult, folder: Path) -> list[RenderedFigure]:
                                            max_months=max_months, treatment=p.treatment_arm,
                                            reference=p.reference_arm)
             out.append(_save(fig, folder, "discontinuation_km", "Time to treatment discontinuation",
-                             figures_events.km_caption(p.treatment_arm, p.reference_arm)))
+                             figures_events.km_caption(p.treatment_arm if len(p.compared_arms) == 1
+                                                       else "each arm", p.reference_arm)))
     return out
 
 
@@ -178,10 +181,13 @@ def _trajectory_caption(outcome: OutcomeResult, months: list[float]) -> str:
             "Faint lines and dots behind are the observed values, one line per patient.")
 
 
-def forest_figure(outcomes: list[OutcomeResult], *, months: list[float], contrast: str, treatment: str):
+def forest_figure(outcomes: list[OutcomeResult], *, months: list[float], contrast: str, treatment: str,
+                  colours: dict[str, str] | None = None):
     """AZA − MMF adjusted differences with 95% CIs at each contrast month, one panel per outcome.
 
-    ``contrast`` is the axis label ("AZA − MMF") and ``treatment`` the arm named in the direction hint."""
+    ``contrast`` is the axis label ("AZA − MMF") and ``treatment`` the arm named in the direction hint. With
+    more than one contrast (more than two arms) each month has one row per contrast ("AZA - MMF",
+    "RTX - MMF"), drawn in the compared arm's colour from ``colours`` and named in the legend."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -189,10 +195,17 @@ def forest_figure(outcomes: list[OutcomeResult], *, months: list[float], contras
     fig = Figure(figsize=(2.9 * len(outcomes) + 0.8, 0.34 * len(months) + 1.9), layout="constrained")
     axes = fig.subplots(1, len(outcomes), sharey=True, squeeze=False)[0]
     treat = treatment
+    names = list(dict.fromkeys(str(c) for o in outcomes for c in o.arm_differences["contrast"]))
+    offset = {c: 0.0 if len(names) == 1 else (len(names) - 1) / 2 * 0.5 / len(names) - j * 0.5 / len(names)
+              for j, c in enumerate(names)}
     for ax, outcome in zip(axes, outcomes):
         d = outcome.arm_differences.sort_values("month", kind="mergesort")
         d = d[d["month"].astype(float).isin(months)]
-        y = np.array([ypos[float(m)] for m in d["month"]])
+        y = np.array([ypos[float(m)] + offset[str(c)] for m, c in zip(d["month"], d["contrast"])])
+        if len(names) > 1:
+            _forest_many(ax, d, y, names, colours or {})
+            _forest_axis(ax, outcome, d, contrast, treat)
+            continue
         est = d["estimate"].to_numpy(float)
         lo, hi = d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float)
         sig = np.array([significant(p) for p in d["p"]], dtype=bool)
@@ -201,24 +214,48 @@ def forest_figure(outcomes: list[OutcomeResult], *, months: list[float], contras
         ax.scatter(est[sig], y[sig], marker="D", s=34, color=NEUTRAL, zorder=3)
         ax.scatter(est[~sig], y[~sig], marker="D", s=34, facecolor="white", edgecolor=NEUTRAL,
                    linewidths=1.3, zorder=3)
-        span = np.nanmax(np.abs(np.concatenate([lo, hi, [1.0]])))
-        ax.set_xlim(-1.08 * span, 1.08 * span)
-        ax.xaxis.grid(True, color=GRID, linewidth=0.6)
-        ax.set_axisbelow(True)
-        ax.set_title(_wrap(outcome.label, 30), loc="left")
-        unit = outcome_unit(outcome.name)
-        ax.set_xlabel(f"{contrast}{', ' + unit if unit else ''}\n"
-                      f"\u2190 lower in {treat}    higher in {treat} \u2192", fontsize=8.5)
+        _forest_axis(ax, outcome, d, contrast, treat)
     axes[0].set_yticks(list(ypos.values()), [f"{fmt_month(m)} mo" for m in ypos])
     axes[0].set_ylim(-0.6, len(months) - 0.4)
     axes[0].set_ylabel("Months since treatment start")
+    by_arm = [Line2D([], [], color=(colours or {}).get(c.split(" - ")[0], NEUTRAL), linewidth=1.5, marker="D",
+                     label=c.replace(" - ", " \u2212 ")) for c in names] if len(names) > 1 else []
     fig.legend(handles=[
+        *by_arm,
         Line2D([], [], marker="D", linestyle="none", color=NEUTRAL, label="p < 0.05"),
         Line2D([], [], marker="D", linestyle="none", markerfacecolor="white", markeredgecolor=NEUTRAL,
                label="p \u2265 0.05"),
         Line2D([], [], color=NEUTRAL, linewidth=1.5, label="95% CI"),
-    ], loc="outside lower center", ncol=3, fontsize=8.5)
+    ], loc="outside lower center", ncol=3 + len(by_arm), fontsize=8.5)
     return fig
+
+
+def _forest_axis(ax, outcome: OutcomeResult, d: pd.DataFrame, contrast: str, treat: str) -> None:
+    """Symmetric x range, grid, title and axis label of one forest panel."""
+    lo, hi = d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float)
+    span = np.nanmax(np.abs(np.concatenate([lo, hi, [1.0]])))
+    ax.set_xlim(-1.08 * span, 1.08 * span)
+    ax.xaxis.grid(True, color=GRID, linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.set_title(_wrap(outcome.label, 30), loc="left")
+    unit = outcome_unit(outcome.name)
+    ax.set_xlabel(f"{contrast}{', ' + unit if unit else ''}\n"
+                  f"\u2190 lower in {treat}    higher in {treat} \u2192", fontsize=8.5)
+
+
+def _forest_many(ax, d: pd.DataFrame, y: np.ndarray, names: list[str], colours: dict[str, str]) -> None:
+    """One row per contrast at each month, in the compared arm's colour; filled diamonds p < 0.05."""
+    ax.axvline(0.0, color=NEUTRAL, linestyle="--", linewidth=0.9, zorder=1)
+    for c in names:
+        sel = (d["contrast"].astype(str) == c).to_numpy()
+        colour = colours.get(c.split(" - ")[0], NEUTRAL)
+        est = d["estimate"].to_numpy(float)[sel]
+        lo, hi = d["ci_low"].to_numpy(float)[sel], d["ci_high"].to_numpy(float)[sel]
+        sig = np.array([significant(p) for p in d["p"][sel]], dtype=bool)
+        ax.hlines(y[sel], lo, hi, color=colour, linewidth=1.5, zorder=2)
+        ax.scatter(est[sig], y[sel][sig], marker="D", s=30, color=colour, zorder=3)
+        ax.scatter(est[~sig], y[sel][~sig], marker="D", s=30, facecolor="white", edgecolor=colour,
+                   linewidths=1.3, zorder=3)
 
 
 def _forest_caption(contrast: str) -> str:

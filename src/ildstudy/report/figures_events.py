@@ -63,6 +63,10 @@ def adverse_event_caption() -> str:
 
 
 def _hr_text(endpoint: EndpointResult) -> str:
+    """``HR 1.23 (0.80–1.90)``; with more than two arms one line per arm (``AZA HR ...``)."""
+    if len(endpoint.arms) > 2:
+        return "\n".join(f"{h.term[3:]} HR {fmt_num(h.hazard_ratio, 2)} ({fmt_ci(h.ci_low, h.ci_high, 2)})"
+                         for h in endpoint.cox_by_arm if not is_missing(h.hazard_ratio))
     hr = endpoint.cox
     if hr is None or is_missing(hr.hazard_ratio):
         return ""

@@ -96,6 +96,7 @@ def report_context(result: StudyResult, figures: list[RenderedFigure]) -> dict[s
         "outcomes": outcomes,
         "headline_month": fmt_month(extract.headline_month(result)),
         "contrast": extract.contrast_label(result),
+        "contrasts": extract.contrast_labels(result),
         "forest": by_name.get("forest_differences"),
         "ae": tables.adverse_events(result),
         "ae_figure": by_name.get("adverse_events"),

@@ -15,6 +15,7 @@ from ildstudy.analysis.result import OutcomeResult, StudyResult
 from ildstudy.report import extract
 from ildstudy.report.formatting import (
     DASH,
+    and_join,
     fmt_cell,
     fmt_ci,
     fmt_general,
@@ -28,7 +29,7 @@ from ildstudy.report.formatting import (
     significant,
 )
 from ildstudy.report.style import arm_colours, outcome_unit
-from ildstudy.report.text import ae_test_name
+from ildstudy.report.text import ae_overall_test, ae_test_name
 
 
 def arm_columns(result: StudyResult) -> list[dict[str, Any]]:
@@ -42,11 +43,14 @@ def arm_columns(result: StudyResult) -> list[dict[str, Any]]:
 def key_results(result: StudyResult) -> dict[str, Any]:
     """The compact box under the summary: headline differences, adverse events, discontinuation."""
     month = extract.headline_month(result)
+    names, labels = extract.contrast_names(result), extract.contrast_labels(result)
     diffs = []
     for o in result.outcomes.values():
-        row = extract.difference_at(o.arm_differences, month)
-        if row:
-            diffs.append({"label": o.label, "unit": outcome_unit(o.name),
+        for label, row in zip(labels, extract.differences_at(o.arm_differences, month, names)):
+            if not row:
+                continue
+            diffs.append({"label": o.label if len(names) == 1 else f"{o.label}, {label}",
+                          "unit": outcome_unit(o.name),
                           "estimate": fmt_num(row["estimate"], 1, sign=True),
                           "ci": fmt_ci(row.get("ci_low"), row.get("ci_high")),
                           "p": fmt_p(row.get("p")), "sig": significant(row.get("p"))})
@@ -57,11 +61,11 @@ def key_results(result: StudyResult) -> dict[str, Any]:
                for a in extract.arm_names(result) if a in by_arm]
     disc = []
     for endpoint in extract.km_endpoints(result.discontinuation):
-        hr = endpoint.cox
-        if hr is not None and not is_missing(hr.hazard_ratio):
-            disc.append({"label": f"Discontinuation ({extract.endpoint_label(endpoint)})",
-                         "estimate": fmt_num(hr.hazard_ratio, 2), "ci": fmt_ci(hr.ci_low, hr.ci_high, 2),
-                         "p": fmt_p(hr.p), "sig": significant(hr.p)})
+        for hr in extract.hazard_ratios(endpoint):
+            if not is_missing(hr.hazard_ratio):
+                disc.append({"label": f"Discontinuation ({extract.endpoint_label(endpoint)})",
+                             "arm": hr.term[3:], "estimate": fmt_num(hr.hazard_ratio, 2),
+                             "ci": fmt_ci(hr.ci_low, hr.ci_high, 2), "p": fmt_p(hr.p), "sig": significant(hr.p)})
     ae_p = ae.primary.p if ae is not None else None
     return {"month": fmt_month(month), "contrast": extract.contrast_label(result), "differences": diffs,
             "ae_arms": ae_arms, "ae_p": fmt_p(ae_p), "ae_sig": significant(ae_p),
@@ -168,8 +172,10 @@ def _at(frame: pd.DataFrame, arm: str | None, month: float) -> dict[str, Any] | 
 
 
 def contrasts(result: StudyResult, outcome: OutcomeResult) -> list[dict[str, Any]]:
-    """Per month: adjusted means and changes from month 0 per arm, the arm difference and its p."""
+    """Per month: adjusted means and changes from month 0 per arm, each arm difference (``diffs``, one per
+    contrast) and its p."""
     arms = extract.arm_names(result)
+    names = extract.contrast_names(result)
     months = sorted({float(m) for m in outcome.marginal_means["month"]} |
                     {float(m) for m in outcome.arm_differences["month"]})
     rows = []
@@ -188,11 +194,11 @@ def contrasts(result: StudyResult, outcome: OutcomeResult) -> list[dict[str, Any
             else:
                 changes.append({"est": "reference" if m == 0 else DASH, "ci": "", "p": "", "p_text": "",
                                 "sig": False})
-        d = _at(outcome.arm_differences, None, m)
-        rows.append({"month": fmt_month(m), "means": means, "changes": changes,
-                     "diff": fmt_num(d["estimate"], 1, sign=True) if d else DASH,
-                     "diff_ci": fmt_ci(d.get("ci_low"), d.get("ci_high")) if d else "",
-                     "p": fmt_p(d.get("p")) if d else DASH, "sig": significant(d.get("p")) if d else False})
+        diffs = [{"diff": fmt_num(d["estimate"], 1, sign=True) if d else DASH,
+                  "diff_ci": fmt_ci(d.get("ci_low"), d.get("ci_high")) if d else "",
+                  "p": fmt_p(d.get("p")) if d else DASH, "sig": significant(d.get("p")) if d else False}
+                 for d in extract.differences_at(outcome.arm_differences, m, names)]
+        rows.append({"month": fmt_month(m), "means": means, "changes": changes, "diffs": diffs})
     return rows
 
 
@@ -221,6 +227,14 @@ def adverse_events(result: StudyResult) -> dict[str, Any]:
                                for a in arms]})
     rd = extract.risk_difference_pp(ae)
     stat, p, fisher_p = ae.primary.statistic, ae.primary.p, ae.fisher.p
+    if len(ae.comparisons) > 1:  # k arms: the overall test, then each arm's risk difference versus the reference
+        rds = [f"{a} \u2212 {ae.reference_arm} {fmt_num(r['estimate'], 1, sign=True)} percentage points (95% CI "
+               f"{fmt_ci(r.get('ci_low'), r.get('ci_high'))})" for a, r in extract.risk_differences_pp(ae)
+               if r and "ci_low" in r]
+        return {"rows": rows, "test": ae_overall_test(ae),
+                "statistic": fmt_num(stat, 2) if not is_missing(stat) else "", "p": fmt_p(p),
+                "sig": significant(p), "fisher_p": fmt_p(fisher_p) if not is_missing(fisher_p) else "",
+                "rd": "; ".join(rds), "contrast": and_join(arms)}
     return {
         "rows": rows, "test": ae_test_name(ae.test),
         "statistic": fmt_num(stat, 2) if not is_missing(stat) else "",
@@ -243,7 +257,8 @@ def discontinuation(result: StudyResult) -> list[dict[str, Any]]:
         for a in arms:
             s = extract.survival_at(extract.km_curve(endpoint, a), month)
             remaining.append(fmt_pct(100 * s, 0) if s is not None else DASH)
-        hr, logrank_p = endpoint.cox, endpoint.logrank.p
+        hrs, logrank_p = extract.hazard_ratios(endpoint), endpoint.logrank.p
+        hr = hrs[0] if len(hrs) == 1 else None
         rows.append({
             "label": extract.endpoint_label(endpoint).capitalize(),
             "events": [f"{events[a]}/{fmt_int(result.arms.get(a))}" for a in arms],
@@ -253,6 +268,12 @@ def discontinuation(result: StudyResult) -> list[dict[str, Any]]:
             "hr_ci": fmt_ci(hr.ci_low if hr else None, hr.ci_high if hr else None, 2),
             "hr_p": fmt_p(hr.p if hr else None), "hr_sig": significant(hr.p if hr else None),
         })
+        if len(arms) > 2:  # one HR per non-reference arm, in one cell each
+            rows[-1].update({
+                "hr": "; ".join(f"{h.term[3:]} {fmt_num(h.hazard_ratio, 2)}" for h in hrs) or fmt_num(None, 2),
+                "hr_ci": "; ".join(fmt_ci(h.ci_low, h.ci_high, 2) for h in hrs) or fmt_ci(None, None, 2),
+                "hr_p": "; ".join(fmt_p(h.p) for h in hrs) or fmt_p(None),
+                "hr_sig": any(significant(h.p) for h in hrs)})
     return rows
 
 

@@ -57,12 +57,20 @@ def ae_test_name(test) -> str:
     return AE_TESTS.get(str(test), str(test)) if test else "a test of two proportions"
 
 
+def ae_overall_test(ae) -> str:
+    """More than two arms: the overall k×2 test in words ("Chi-squared test of all 3 arms (2 df)")."""
+    df = "" if ae.primary.df is None else f" ({ae.primary.df:g} df)"
+    return f"{ae.primary.test} test of all {len(ae.arms)} arms{df}"
+
+
 def summary_sentences(result: StudyResult) -> list[str]:
     """The summary of findings, one sentence per list item."""
     p = result.protocol
     arms = extract.arm_names(result)
     labels = extract.arm_labels(result)
     treat, ref = p.treatment_arm, p.reference_arm
+    names, labels_c = extract.contrast_names(result), extract.contrast_labels(result)
+    many = len(names) > 1
     out: list[str] = []
 
     total = sum(int(n) for n in result.arms.values())
@@ -80,24 +88,26 @@ def summary_sentences(result: StudyResult) -> list[str]:
 
     baseline = []
     for o in result.outcomes.values():
-        row = extract.difference_at(o.arm_differences, 0.0)
-        if row and significant(row.get("p")):
-            word = "lower" if float(row["estimate"]) < 0 else "higher"
-            baseline.append(f"{prose_label(o.label)} ({word} in {treat}: {_with_unit(row['estimate'], o.name)}, "
-                            f"{p_phrase(row['p'])})")
+        for arm, row in zip(p.compared_arms, extract.differences_at(o.arm_differences, 0.0, names)):
+            if row and significant(row.get("p")):
+                word = "lower" if float(row["estimate"]) < 0 else "higher"
+                vs = f" than in {ref}" if many else ""
+                baseline.append(f"{prose_label(o.label)} ({word} in {arm}{vs}: "
+                                f"{_with_unit(row['estimate'], o.name)}, {p_phrase(row['p'])})")
     if baseline:
         out.append(f"At treatment start, adjusted means differed for {and_join(baseline)}.")
 
     month = extract.headline_month(result)
     parts, sig = [], []
     for o in result.outcomes.values():
-        row = extract.difference_at(o.arm_differences, month)
-        if not row:
-            continue
-        parts.append(f"{_with_unit(row['estimate'], o.name)} for {prose_label(o.label)} "
-                     f"(95% CI {fmt_ci(row.get('ci_low'), row.get('ci_high'))}; {p_phrase(row.get('p'))})")
-        if significant(row.get("p")):
-            sig.append(prose_label(o.label))
+        for label, row in zip(labels_c, extract.differences_at(o.arm_differences, month, names)):
+            if not row:
+                continue
+            which = f" ({label.replace(' ', chr(0xa0))})" if many else ""
+            parts.append(f"{_with_unit(row['estimate'], o.name)} for {prose_label(o.label)}{which} "
+                         f"(95% CI {fmt_ci(row.get('ci_low'), row.get('ci_high'))}; {p_phrase(row.get('p'))})")
+            if significant(row.get("p")):
+                sig.append(prose_label(o.label) + which)
     if parts:
         contrast = extract.contrast_label(result).replace(" ", "\u00a0")  # keep "AZA − MMF" on one line
         out.append(f"At {fmt_month(month)} months, the adjusted differences {contrast} "
@@ -119,24 +129,29 @@ def summary_sentences(result: StudyResult) -> list[str]:
         groups = and_join([
             f"{by_arm[a]['patients_with_event']} of {by_arm[a]['n']} {a} patients ({fmt_pct(by_arm[a]['percent'])})"
             for a in arms if a in by_arm])
-        rd = extract.risk_difference_pp(ae)
         rd_text = ""
-        if rd and "ci_low" in rd:
-            rd_text = (f"; risk difference {fmt_num(rd['estimate'], 1, sign=True)} percentage points, "
-                       f"95% CI {fmt_ci(rd['ci_low'], rd['ci_high'])}")
+        for arm, rd in extract.risk_differences_pp(ae):
+            if rd and "ci_low" in rd:
+                vs = f" {arm} \u2212 {ae.reference_arm}" if many else ""
+                rd_text += (f"; risk difference{vs} {fmt_num(rd['estimate'], 1, sign=True)} percentage points, "
+                            f"95% CI {fmt_ci(rd['ci_low'], rd['ci_high'])}")
+        name = ae_overall_test(ae) if many else ae_test_name(ae.test)
         test = ("" if is_missing(ae.primary.p)
-                else f" ({ae_test_name(ae.test)}, {p_phrase(ae.primary.p)}{rd_text})")
+                else f" ({name}, {p_phrase(ae.primary.p)}{rd_text})")
         out.append(f"At least one adverse event occurred in {groups}{test}.")
 
     disc = []
     for endpoint in extract.km_endpoints(result.discontinuation):
-        hr = endpoint.cox
-        if hr is None or is_missing(hr.hazard_ratio):
+        hrs = [h for h in extract.hazard_ratios(endpoint) if not is_missing(h.hazard_ratio)]
+        if not hrs:
             continue
-        disc.append(f"for {extract.endpoint_label(endpoint)} HR {fmt_num(hr.hazard_ratio, 2)} (95% CI "
-                    f"{fmt_ci(hr.ci_low, hr.ci_high, 2)}; log-rank {p_phrase(endpoint.logrank.p)})")
+        each = ", ".join(f"{h.term[3:] + ' ' if many else ''}HR {fmt_num(h.hazard_ratio, 2)} (95% CI "
+                         f"{fmt_ci(h.ci_low, h.ci_high, 2)})" for h in hrs)
+        disc.append(f"for {extract.endpoint_label(endpoint)} {each[:-1]}; log-rank "
+                    f"{p_phrase(endpoint.logrank.p)})")
     if disc:
-        out.append(f"Hazard of discontinuation, {treat} vs {ref}: {'; '.join(disc)}.")
+        who = f"each arm vs {ref}" if many else f"{treat} vs {ref}"
+        out.append(f"Hazard of discontinuation, {who}: {'; '.join(disc)}.")
     return out
 
 
@@ -216,11 +231,16 @@ def methods_paragraphs(result: StudyResult) -> list[str]:
                 "mean differences (SMD). " if tests else "")
     ae_test = ae_test_name(result.adverse_events.test if result.adverse_events is not None
                            else p.analysis.adverse_event_test)
+    many = len(p.compared_arms) > 1
+    if many and result.adverse_events is not None:
+        ae_test = (f"{ae_overall_test(result.adverse_events)} (and each arm with {p.reference_arm} by risk "
+                   "difference and ratio)")
     stats = (
         f"{model_sentence(result)} {baseline}The proportion of patients with at least one adverse event was "
         f"compared with a {ae_test} (Fisher’s exact p also shown). Time to discontinuation of the assigned drug "
         f"(for any reason, and for adverse events) was estimated with Kaplan–Meier curves, compared with the "
-        f"log-rank test and summarised by Cox hazard ratios ({p.treatment_arm} vs {p.reference_arm}). p-values "
+        f"log-rank test and summarised by Cox hazard ratios "
+        f"({'each arm vs ' + p.reference_arm + ', one model' if many else p.treatment_arm + ' vs ' + p.reference_arm}). p-values "
         f"are two-sided and not adjusted for multiple comparisons; the report highlights p < 0.05."
     )
     return [cohort, stats]

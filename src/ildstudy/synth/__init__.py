@@ -9,7 +9,7 @@ adverse event in their follow-up window; outcomes follow known linear mixed mode
 
 >>> import numpy as np
 >>> from ildstudy.protocol import load_protocol
->>> tables, truth = generate_registry(None, np.random.default_rng(2019), load_protocol("huapaya2019"))
+>>> tables, truth = generate_registry(None, np.random.default_rng(2019), load_protocol("huapaya2019_published"))
 >>> truth.attrition["both_arms"], truth.adverse_events["AZA"]
 (6, {'patients_with_event': 22, 'n': 66})
 """

@@ -8,6 +8,7 @@ and memory stays bounded for a million patients.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,6 +16,8 @@ import pandas as pd
 
 from ildstudy.synth.calibration import HUAPAYA2019, Calibration
 from ildstudy.synth.columns import Ids, Table, concat_tables, id_text, to_pandas
+from ildstudy.synth.calibration import OutcomeModel
+from ildstudy.synth.effects import checked_models, shifted_random_effects
 from ildstudy.synth.events import adverse_event_rows
 from ildstudy.synth.measurements import pft_rows
 from ildstudy.synth.medications import Drugs, medication_rows
@@ -37,7 +40,8 @@ class PlannedRegistry:
     """A planned registry whose rows can be built block by block (see :func:`generate_registry`)."""
 
     def __init__(self, n_patients: int | None, rng: np.random.Generator, protocol,
-                 calibration: Calibration = HUAPAYA2019, balanced: bool | None = None):
+                 calibration: Calibration = HUAPAYA2019, balanced: bool | None = None,
+                 models: dict[str, OutcomeModel] | None = None):
         self.protocol = protocol
         self.calibration = calibration
         self.windows = Windows.from_protocol(protocol)
@@ -45,12 +49,20 @@ class PlannedRegistry:
         self.balanced = (n_patients is None) if balanced is None else bool(balanced)
         if self.balanced and n_patients is not None and n_patients > BLOCK:
             raise ValueError(f"a balanced registry is built in one block: at most {BLOCK} patients")
+        if models and self.balanced:
+            raise ValueError("other outcome models (a planted effect) need a sampled registry (balanced=False): "
+                             "the balanced construction would undo them")
+        self.models = checked_models(models)
         self.plan: Plan = draw_plan(n_patients, rng, self.windows, calibration,
                                     tuple(protocol.exclusions.other_agents.drugs), self.balanced)
+        if models:   # a planted effect: the change of the fixed part moved into each patient's random effects
+            p = self.plan
+            self.plan = dataclasses.replace(p, re=shifted_random_effects(
+                p.re, self.models, p.arm == 0, p.female, p.age, p.antisynthetase, p.smoking > 0))
         self.width = id_width(self.plan.n)
         n_blocks = max(1, -(-self.plan.n // BLOCK))
         self._rngs = rng.spawn(n_blocks)
-        self.truth: Truth = build_truth(protocol, self.plan.group, self.plan.ae, self.balanced)
+        self.truth: Truth = build_truth(protocol, self.plan.group, self.plan.ae, self.balanced, self.models)
 
     def blocks(self) -> Iterator[dict[str, Table]]:
         """The rows of each block of patients, as column tables (patient ids as :class:`Ids`)."""
@@ -77,7 +89,8 @@ class PlannedRegistry:
 
 
 def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol, *,
-                      balanced: bool | None = None) -> tuple[dict[str, pd.DataFrame], Truth]:
+                      balanced: bool | None = None, calibration: Calibration = HUAPAYA2019,
+                      models: dict[str, OutcomeModel] | None = None) -> tuple[dict[str, pd.DataFrame], Truth]:
     """Generate a synthetic raw registry in memory, with its planted truth.
 
     Parameters
@@ -90,7 +103,7 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
     rng : numpy.random.Generator
         The only source of randomness (``numpy.random.default_rng(seed)``).
     protocol : ildstudy.protocol.Protocol
-        The protocol whose rules the planted counts are built for (``load_protocol("huapaya2019")``).
+        The protocol whose rules the planted counts are built for (``load_protocol("huapaya2019_published")``).
     balanced : bool, optional
         Build the outcome data so that a mixed model with the study formula recovers the true fixed
         effects up to rounding (random effects centred and whitened within each arm, then moved by the
@@ -99,6 +112,13 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
         effects, not the seed's luck. ``False`` samples everything independently, as a recovery study
         needs. Default: balanced exactly when ``n_patients`` is ``None``. A balanced registry has at most
         ``BLOCK`` (50,000) patients.
+    calibration : Calibration, optional
+        Counts and shares (default :data:`~ildstudy.synth.calibration.HUAPAYA2019`); e.g. with no planted
+        ineligible patients, every patient is eligible.
+    models : dict of str to OutcomeModel, optional
+        Outcome models replacing the calibrated ones (only their fixed effects may differ), e.g. a planted
+        effect from :func:`~ildstudy.synth.effects.planted_model`; sampled registries only (see
+        :mod:`ildstudy.synth.effects`). The truth reports these models.
 
     Returns
     -------
@@ -112,13 +132,13 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
     --------
     >>> import numpy as np
     >>> from ildstudy.protocol import load_protocol
-    >>> tables, truth = generate_registry(None, np.random.default_rng(2019), load_protocol("huapaya2019"))
+    >>> tables, truth = generate_registry(None, np.random.default_rng(2019), load_protocol("huapaya2019_published"))
     >>> truth.arms, truth.arm_differences["prednisone_mg"]["36"]
     ({'AZA': 66, 'MMF': 44}, -6.6)
     >>> len(tables["patients"]) == truth.n_patients
     True
     """
-    gen = PlannedRegistry(n_patients, rng, protocol, balanced=balanced)
+    gen = PlannedRegistry(n_patients, rng, protocol, calibration, balanced=balanced, models=models)
     blocks = list(gen.blocks())
     tables = {}
     for name in TABLE_NAMES:

@@ -85,20 +85,22 @@ def _r(x: float) -> float:
     return float(round(x, 6)) + 0.0
 
 
-def build_truth(protocol, group: np.ndarray, ae: np.ndarray, balanced: bool) -> Truth:
-    """The truth of a plan: counts from the plan's groups and flags, effects from the outcome models."""
+def build_truth(protocol, group: np.ndarray, ae: np.ndarray, balanced: bool, models=None) -> Truth:
+    """The truth of a plan: counts from the plan's groups and flags, effects from the outcome models
+    (``models``: name -> OutcomeModel, default the calibrated :data:`~ildstudy.synth.calibration.MODELS`)."""
+    models = MODELS if models is None else models
     names = [a.name for a in protocol.arms]
     arms = {names[a]: int((group == a).sum()) for a in (0, 1)}
     attrition = {step: int((group == 2 + i).sum()) for i, step in enumerate(STEPS)}
     adverse_events = {names[a]: {"patients_with_event": int(((group == a) & ae).sum()), "n": arms[names[a]]}
                       for a in (0, 1)}
     months = protocol.analysis.contrast_months
-    differences = {o: {_month_key(m): _r(MODELS[o].arm_difference(m)) for m in months} for o in OUTCOMES}
-    change = {o: {names[a]: {_month_key(m): _r(MODELS[o].slope(a == 0) * m) for m in months} for a in (0, 1)}
+    differences = {o: {_month_key(m): _r(models[o].arm_difference(m)) for m in months} for o in OUTCOMES}
+    change = {o: {names[a]: {_month_key(m): _r(models[o].slope(a == 0) * m) for m in months} for a in (0, 1)}
               for o in OUTCOMES}
     model = {}
     for o in OUTCOMES:
-        m = MODELS[o]
+        m = models[o]
         fixed = {k.replace("AZA", names[0]): float(v) for k, v in m.fixed_effects().items()}
         model[o] = {"formula": FORMULA.format(y=o), "fixed_effects": fixed,
                     "random_effects": {"sd": [m.sd_intercept, m.sd_slope], "corr": m.corr,

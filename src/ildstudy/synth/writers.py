@@ -26,11 +26,13 @@ import pyarrow.parquet as pq
 from ildstudy.data.schema import TABLES_BY_NAME
 from ildstudy.errors import EnvironmentFailure, IldStudyError
 from ildstudy.synth.columns import concat_tables, to_arrow, to_pandas
-from ildstudy.synth.generate import TABLE_NAMES, PlannedRegistry
+from ildstudy.synth.generate import BLOCK, TABLE_NAMES, PlannedRegistry
 from ildstudy.synth.truth import Truth
 
 Format = Literal["csv", "parquet", "xlsx", "duckdb"]
 FORMATS: tuple[str, ...] = ("csv", "parquet", "xlsx", "duckdb")
+Design = Literal["balanced", "sampled"]
+DESIGNS: tuple[str, ...] = ("balanced", "sampled")
 SUFFIX = {"csv": ".csv", "parquet": ".parquet", "xlsx": ".xlsx"}
 EXCEL_MAX_ROWS = 1_048_575
 #: the fixed time written into XLSX files (document properties and ZIP entries)
@@ -38,7 +40,7 @@ FIXED_TIME = dt.datetime(2019, 1, 1, 0, 0, 0)
 
 
 def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: int = 2019,
-                   fmt: Format = "csv", protocol=None) -> Truth:
+                   fmt: Format = "csv", protocol=None, design: Design | None = None) -> Truth:
     """Write a synthetic registry and its ``truth.json`` into ``out_dir``.
 
     Parameters
@@ -56,7 +58,15 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
     fmt : {"csv", "parquet", "xlsx", "duckdb"}
         One file per table (``patients.csv`` ...) or one ``registry.duckdb`` with typed tables.
     protocol : Protocol, optional
-        Default: the built-in ``huapaya2019``.
+        Default: the built-in ``huapaya2019_published``, the published reading the registry is calibrated to
+        (its planted ineligible patients fail exactly the published steps; under the default ``huapaya2019``
+        the planted later add-ons and follow-up failures stay in the cohort).
+    design : {"balanced", "sampled"}, optional
+        ``"balanced"``: the outcome data are built so that the study's mixed models recover the planted
+        fixed effects up to rounding (:mod:`ildstudy.synth.balance`; at most 50,000 patients);
+        ``"sampled"``: random effects and residuals drawn independently, as a recovery or power study
+        needs. Default: balanced for the default registry (``n_patients`` None), sampled otherwise.
+        ``truth.json`` records it as ``design``.
 
     Returns
     -------
@@ -79,14 +89,20 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
     """
     if fmt not in FORMATS:
         raise IldStudyError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
+    if design not in (None, *DESIGNS):
+        raise IldStudyError(f"--design {design}: unknown design; choose one of {', '.join(DESIGNS)}")
+    if design == "balanced" and n_patients is not None and n_patients > BLOCK:
+        raise IldStudyError(f"--design balanced: a balanced registry has at most {BLOCK:,} patients "
+                            f"(asked for {n_patients:,}); use --design sampled")
     if protocol is None:
         from ildstudy.protocol import load_protocol
 
-        protocol = load_protocol("huapaya2019")
+        protocol = load_protocol("huapaya2019_published")
     from ildstudy.report.outdir import atomic_output_dir
 
     with atomic_output_dir(out_dir, kind="registry") as out:
-        gen = PlannedRegistry(n_patients, np.random.default_rng(seed), protocol)
+        balanced = None if design is None else design == "balanced"
+        gen = PlannedRegistry(n_patients, np.random.default_rng(seed), protocol, balanced=balanced)
         if fmt == "csv":
             _write_streamed(gen, out, _CsvSink)
         elif fmt == "parquet":
