@@ -5,6 +5,7 @@
   local server with ``export ILDSTUDY_PG_URL="$(.ci/start-postgres.sh)"``.
 - ``pg_schema``: a fresh, empty PostgreSQL schema for one test (dropped afterwards); its URL selects it.
 - ``registry_builder``: build small typed registries by hand, patient by patient.
+- ``spark``: one local Spark session for the run (pyspark + Java 17); skipped or failed like ``pg_url``.
 
 Add fixtures for other services in the same style (see :func:`require_service`).
 """
@@ -130,3 +131,29 @@ class RegistryBuilder:
 def registry_builder() -> RegistryBuilder:
     """A fresh :class:`RegistryBuilder`."""
     return RegistryBuilder()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session (``local[2]``) for the whole test run, stopped at the end.
+
+    Needs the ``pyspark`` package (the ``test`` extra) and Java 17 (``.ci/run`` installs
+    openjdk-17-jre-headless); skipped without them, failing instead under ``ILDSTUDY_REQUIRE_SERVICES=1``.
+    """
+    import shutil
+
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        require_service("Spark not available: pip install 'ildstudy[spark]'")
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        require_service("Spark not available: no Java (apt-get install openjdk-17-jre-headless)")
+    try:
+        session = (SparkSession.builder.master("local[2]").appName("ildstudy-tests")
+                   .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+                   .config("spark.sql.shuffle.partitions", "2").getOrCreate())
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        require_service(f"Spark not available: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

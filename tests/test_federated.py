@@ -20,7 +20,7 @@ from ildstudy.analysis.trajectories import model_frame, outcome_formula
 from ildstudy.cohort import build_cohort
 from ildstudy.cohort.build import Cohort
 from ildstudy.data import load_registry
-from ildstudy.federated.lmm_exchange import AnswersNeeded, site_moments
+from ildstudy.federated.lmm_exchange import site_moments
 from ildstudy.federated.pooled import federate, in_process
 from ildstudy.federated.site import monthly_times, summarise_site
 from ildstudy.lmm import fit_lmm

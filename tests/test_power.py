@@ -76,10 +76,9 @@ def test_settings_are_validated_and_round_trip():
 
 
 def test_wilson_interval():
-    # Wilson (1927) interval of 40/50 at z = 1.96; R: prop.test(40, 50, correct = FALSE)$conf.int
-    # gives 0.6696 0.8876 (4 decimals, as printed).
+    # R 4.2.2: prop.test(40, 50, correct = FALSE)$conf.int -> 0.6696289 0.8875625 (Wilson score interval)
     lo, hi = wilson_interval(40, 50)
-    assert (round(lo, 4), round(hi, 4)) == (0.6696, 0.8876)
+    assert lo == pytest.approx(0.6696289, abs=1e-7) and hi == pytest.approx(0.8875625, abs=1e-7)
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
 
 
@@ -149,21 +148,61 @@ def test_study_power_is_reproducible_and_independent_of_workers():
 # -- the closed-form check ---------------------------------------------------------------------------
 
 def test_noncentral_t_matches_r():
-    # R 4.x documentation example: power.t.test(n = 20, delta = 1) -> power = 0.8689528 (strict = FALSE:
-    # the upper tail only; the lower tail adds about 2e-7).
-    assert noncentral_t_power(1.0, math.sqrt(2 / 20), 38) == pytest.approx(0.8689528, abs=1e-6)
+    # R 4.2.2: power.t.test(n = 20, delta = 1)$power -> 0.8689528017 (strict = FALSE: the upper tail only;
+    # the lower tail adds about 2e-7)
+    assert noncentral_t_power(1.0, math.sqrt(2 / 20), 38) == pytest.approx(0.8689528017, abs=1e-6)
+    # R 4.2.2: power.t.test(n = 20, delta = 3, sd = sqrt(16 + 9/4), strict = TRUE)$power -> 0.5809960255
+    design = RandomInterceptDesign(n_per_arm=20, visits=4, delta=3.0, sd_between=4.0, sd_within=3.0)
+    assert design.closed_form_power() == pytest.approx(0.5809960255, abs=1e-9)
 
 
 def test_power_machinery_against_closed_form():
     """Random intercept, two balanced arms: the mixed model's test is the pooled two-sample t-test on the
     patient means (p to 1e-4 relative, df 2n - 2), and the simulated power agrees with the noncentral t
-    (0.581) within 3.5 Monte-Carlo SE. 80 replicates, seeded: fast, deterministic, but a wrong engine
-    (seeding, counting, the lmm's test) fails it."""
+    (0.581, R's power.t.test with strict = TRUE, see above) within 3.5 Monte-Carlo SE. 200 replicates
+    (MC SE 0.035), seeded: fast, deterministic, but a wrong engine (seeding, counting, the lmm's test)
+    fails it."""
     design = RandomInterceptDesign(n_per_arm=20, visits=4, delta=3.0, sd_between=4.0, sd_within=3.0)
-    check = reference_power(design, reps=80, seed=2024, workers=1)
+    check = reference_power(design, reps=200, seed=2024, workers=1)
     r = check.replicates
     assert np.allclose(r["p"], r["p_t_test"], rtol=1e-4, atol=1e-10)
     assert np.allclose(r["df"], 38, atol=1e-3)
-    assert check.closed_form == pytest.approx(0.5810, abs=1e-4)   # scipy nct; = power.t.test(..., strict = TRUE)
     assert abs(check.z) < 3.5, (check.power, check.closed_form)
     assert check.ci_low <= check.power <= check.ci_high
+
+
+# -- the CLI -----------------------------------------------------------------------------------------
+
+def test_synth_design_option(tmp_path, capsys):
+    from ildstudy.cli import run
+
+    assert run(["synth", "--out", str(tmp_path / "s"), "--design", "sampled"]) == 0
+    assert json.loads((tmp_path / "s" / "truth.json").read_text())["design"] == "sampled"
+    assert run(["synth", "--out", str(tmp_path / "b"), "--patients", "200", "--design", "balanced"]) == 0
+    assert json.loads((tmp_path / "b" / "truth.json").read_text())["design"] == "balanced"
+    assert run(["synth", "--out", str(tmp_path / "x"), "--design", "random"]) == 2
+    capsys.readouterr()
+    assert run(["synth", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "Default: balanced without --patients" in help_text and "sampled with --patients" in help_text
+
+
+def test_power_cli_refuses_bad_effects_before_simulating(tmp_path, capsys):
+    from ildstudy.cli import run
+
+    assert run(["power", "huapaya2019", "--out", str(tmp_path / "p"), "--effect", "fvc_pct_pred@37=5"]) == 2
+    assert "month 37 is not one of the protocol's contrast months" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+
+
+def test_power_cli_writes_its_outputs(tmp_path):
+    from ildstudy.cli import run
+
+    out = tmp_path / "p"
+    assert run(["power", "huapaya2019", "--out", str(out), "--patients", "30", "--effect", "prednisone_mg@36=-6.6",
+                "--reps", "1", "--workers", "1"]) == 0
+    assert {p.name for p in out.iterdir()} >= {"power.csv", "power.json", "replicates.csv", "power.svg",
+                                                "power.png", "run.json"}
+    doc = json.loads((out / "power.json").read_text())
+    assert doc["settings"]["effects"] == ["prednisone_mg@36=-6.6"] and doc["points"][0]["n"] == 30
+    assert "Date" not in (out / "power.svg").read_text()[:2000]

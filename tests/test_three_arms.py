@@ -3,7 +3,7 @@
 The registry is the calibrated synthetic one (``write_registry``, seed 2019) with the azathioprine of every
 third AZA patient relabelled to rituximab; the protocol is the built-in ``huapaya2019`` with a third arm RTX
 (rituximab, taken out of the other agents), written as TOML here. Arms: AZA, RTX, MMF (reference last).
-The rules checked are those of docs/design.md ("More than two arms"): every arm contrasted with the reference,
+The rules checked are those of docs/protocol.md ("More than two arms"): every arm contrasted with the reference,
 an overall r x 2 adverse-event test with k - 1 df plus per-arm risk differences and ratios, a log-rank test
 with k - 1 df, one Cox hazard ratio per non-reference arm, Kruskal-Wallis / chi-squared in Table 1.
 """
@@ -189,6 +189,8 @@ def test_report_and_tables_show_every_contrast(study):
     for a in ARMS:
         assert a in html
     assert "RTX \u2212 MMF" in html and "AZA \u2212 MMF" in html
+    assert "Yates" not in html  # no continuity correction beyond 2 x 2: the report must not claim one
+    assert "Chi-squared test of all 3 arms (2 df)" in html
     diffs = pd.read_csv(out / "tables" / "fvc_pct_pred_arm_differences.csv")
     assert set(diffs["contrast"]) == {"AZA - MMF", "RTX - MMF"}
     wide = pd.read_csv(out / "tables" / "adverse_events_by_category.csv")

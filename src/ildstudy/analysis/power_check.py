@@ -11,7 +11,7 @@ patient means. The power is then exactly that of the noncentral t:
     power = P(|T| > t_{1 - alpha/2, 2n - 2}),  T ~ t(2n - 2, ncp = delta / se)
 
 (R's ``power.t.test(n, delta, sd = sqrt(sd_between^2 + sd_within^2 / k), sig.level = alpha,
-strict = TRUE)`` gives the same number). simr (R, CRAN only) is not available here; this check replaces it. The simulated power uses
+strict = TRUE)`` gives the same number). simr (R, CRAN only) is not installed here; this check replaces it. The simulated power uses
 the same Monte-Carlo engine as ``ildstudy power`` (:func:`~ildstudy.analysis.power.run_replicates`,
 seeding, Wilson interval).
 """
@@ -31,8 +31,8 @@ from ildstudy.analysis.power import run_replicates, wilson_interval
 def noncentral_t_power(delta: float, se: float, df: float, alpha: float = 0.05) -> float:
     """Two-sided power of a t-test of an effect ``delta`` with standard error ``se`` and ``df`` df.
 
-    R's documented example ``power.t.test(n = 20, delta = 1)`` prints 0.8689528 (upper tail only, its
-    default ``strict = FALSE``; the lower tail adds 2e-7):
+    R's ``power.t.test(n = 20, delta = 1)`` gives 0.8689528 (upper tail only, its default
+    ``strict = FALSE``; the lower tail adds 2e-7):
 
     >>> round(noncentral_t_power(1.0, math.sqrt(2 / 20), 38), 6)
     0.868953

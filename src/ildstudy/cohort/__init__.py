@@ -1,13 +1,14 @@
 """The cohort: registry tables + protocol -> attrition and analysis tables, one Ibis code path.
 
-Every step is an Ibis expression run inside the database that holds the registry (embedded DuckDB or a
+Every step is an Ibis expression run inside the database that holds the registry (embedded DuckDB, Spark or a
 PostgreSQL server); only the results come back as pandas DataFrames. The rules are those of
 ``docs/protocol.md`` ("Rules: how the cohort is built", "Rules: the analysis tables").
 
 Modules: :mod:`~ildstudy.cohort.source` (tables, drug names in SQL), :mod:`~ildstudy.cohort.steps` (the
 steps), :mod:`~ildstudy.cohort.followup` (end of treatment and follow-up), :mod:`~ildstudy.cohort.tables`
 (analysis tables, prednisone-equivalent doses), :mod:`~ildstudy.cohort.attrition`,
-:mod:`~ildstudy.cohort.backend` (connections), :mod:`~ildstudy.cohort.build`.
+:mod:`~ildstudy.cohort.backend` (connections, by lookup), :mod:`~ildstudy.cohort.backends` and
+:mod:`~ildstudy.cohort.spark` (the engines), :mod:`~ildstudy.cohort.build`.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def build_cohort(source, protocol="huapaya2019") -> Cohort:
         ``attrition``
             ``step, reason, excluded, remaining, remaining_<ARM>...``: a first row ``registry`` ("patients in
             the registry", excluded 0, remaining = all registry patients), then one row per step of
-            :data:`STEPS` in order -- ``population, arm_drug, index_before_cut, both_arms, other_agents,
-            baseline_pft, follow_up``. ``remaining_<ARM>`` (Int64) is ``<NA>`` for the ``registry`` and
+            :data:`STEPS` in order -- ``population, arm_drug, index_before_cut, ild_before_index, washout,
+            both_arms, other_agents, baseline_pft, follow_up`` (steps whose protocol setting is off exclude 0). ``remaining_<ARM>`` (Int64) is ``<NA>`` for the ``registry`` and
             ``population`` rows (patients without an arm drug have no arm yet); from ``arm_drug`` on, the
             arm is that of the first arm drug. :meth:`Cohort.attrition_records` gives the
             ``results.json`` form.
@@ -61,8 +62,11 @@ def build_cohort(source, protocol="huapaya2019") -> Cohort:
             ``follow_up_end`` ("treatment_end", "max_months" or "data_cut"), ``treatment_months`` (months
             from index to the end of treatment, or to index + max_months / the data cut if treatment did
             not end before), ``discontinued`` (bool: treatment ended by then), ``treatment_end`` ("stop",
-            "switch" or None) and ``stop_reason`` (stop reason recorded on the arm-drug prescription that
-            ended the course, when ``treatment_end`` is "stop"; else None).
+            "switch", "add_on" or None), ``stop_reason`` (stop reason recorded on the arm-drug prescription
+            that ended the course, when ``treatment_end`` is "stop"; else None), ``treatment_end_drug`` (the
+            drug switched to or added), then every other registered covariate of :mod:`ildstudy.variables`
+            (``disease_duration_years, index_year, calendar_era, ild, smoking_status, race_ethnicity,
+            height_cm``).
         ``outcomes``
             Long table ``patient_id, outcome, months, value`` for the protocol's outcomes:
             ``fvc_pct_pred`` and ``dlco_pct_pred`` (baseline PFT at months 0.0, then every PFT after the
@@ -76,6 +80,9 @@ def build_cohort(source, protocol="huapaya2019") -> Cohort:
             generic name or None; the booleans are pandas ``boolean``).
         ``excluded``
             ``patient_id, step``: every registry patient not in the cohort, with the one step it failed.
+        ``censoring``
+            ``reason, drug, n, n_<ARM>...``: cohort patients by why follow-up ended (``stop``, ``switch`` and
+            ``add_on`` per drug, ``max_months``, ``data_cut``); see :func:`ildstudy.cohort.build.censoring_table`.
         ``warnings``
             Tuple of :class:`~ildstudy.errors.Problem` (severity "warning"): unrecognised drug spellings
             with row counts, dose evaluations left missing for lack of ``daily_dose_mg``.
@@ -98,11 +105,13 @@ def build_cohort(source, protocol="huapaya2019") -> Cohort:
     >>> from ildstudy.data import load_registry
     >>> folder = tempfile.mkdtemp()
     >>> truth = write_registry(folder, seed=2019)
-    >>> cohort = build_cohort(load_registry(folder), "huapaya2019")
+    >>> cohort = build_cohort(load_registry(folder), "huapaya2019_published")
     >>> cohort.arm_counts
     {'AZA': 66, 'MMF': 44}
     >>> cohort.attrition[["step", "excluded", "remaining"]].values.tolist()[-2:]
     [['baseline_pft', 6, 115], ['follow_up', 5, 110]]
+    >>> build_cohort(load_registry(folder)).arm_counts          # the default: no selection after index
+    {'AZA': 75, 'MMF': 50}
 
     The same on PostgreSQL, after ``ildstudy load registry --db postgresql://...``:
 

@@ -38,6 +38,20 @@ def days_since(date: ir.DateValue, origin: ir.DateValue) -> ir.IntegerValue:
     return (date - origin).cast("int64")
 
 
+def to_months(days: ir.NumericValue) -> ir.FloatingValue:
+    """Months since index: ``days / 30.4375`` in double precision on every engine.
+
+    The cast matters on Spark, which reads the literal ``30.4375`` as a DECIMAL and would divide in decimal
+    arithmetic (rounded to 6 places); DuckDB and PostgreSQL divide in double precision either way.
+    """
+    return days.cast("float64") / DAYS_PER_MONTH
+
+
+def to_years(days: ir.NumericValue) -> ir.FloatingValue:
+    """Years (for ages): ``days / 365.25`` in double precision (see :func:`to_months`)."""
+    return days.cast("float64") / DAYS_PER_YEAR
+
+
 def left_join_on_patient(left: ir.Table, right: ir.Table) -> ir.Table:
     """``left`` LEFT JOIN ``right`` USING (patient_id), keeping one patient_id column."""
     joined = left.left_join(right, "patient_id")

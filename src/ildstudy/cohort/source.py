@@ -48,8 +48,9 @@ def _family(dtype) -> str:
 
 def normalised_name(column: ir.StringValue) -> ir.StringValue:
     """SQL for :func:`~ildstudy.reference.drugs.normalise_drug_name`; empty names become NULL."""
-    pattern = "[" + "".join({" ": " ", "\t": r"\t", "\n": r"\n", "\r": r"\r", "\f": r"\f",
-                             "\v": r"\v"}[c] for c in WHITESPACE) + "]+"
+    # The white-space characters themselves, not escapes: Spark SQL reads an unknown escape in a string
+    # literal as the letter (``\\f`` -> ``f``), which would strip every f and v from drug names.
+    pattern = "[" + WHITESPACE + "]+"
     text = column.re_replace(pattern, " ").strip().lower()
     return text.nullif("")
 
@@ -108,7 +109,10 @@ def drug_map(medications: ir.Table, adverse_events: ir.Table, names: DrugNames) 
     rows = rows.filter(rows.drug.notnull())
     spellings = rows.group_by("drug").aggregate(n_medications=rows.in_medications.sum(),
                                                 n_adverse_events=rows.in_adverse_events.sum())
-    return spellings.mutate(generic=generic_name(normalised_name(spellings.drug), names))
+    # Normalise in its own projection: the CASE then tests a column, not the regular expression once per
+    # spelling (Spark expands a simple CASE into one comparison per branch, and its generated code overflows).
+    spellings = spellings.mutate(_normalised=normalised_name(spellings.drug))
+    return spellings.mutate(generic=generic_name(spellings._normalised, names)).drop("_normalised")
 
 
 def _with_generic(table: ir.Table, spellings: ir.Table) -> ir.Table:

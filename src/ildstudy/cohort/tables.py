@@ -15,7 +15,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from ildstudy.cohort.days import DAYS_PER_MONTH, days_since, flag, left_join_on_patient, month_day
+from ildstudy.cohort.days import days_since, flag, left_join_on_patient, month_day, to_months
 from ildstudy.cohort.source import Sources, drug_arm_case
 from ildstudy.data.schema import ANTISYNTHETASE, PATIENTS
 from ildstudy.reference.glucocorticoids import prednisone_factors
@@ -103,9 +103,9 @@ def patients_table(src: Sources, status: ir.Table, doses: ir.Table, protocol) ->
     return t.select(
         "patient_id", "arm", "index_date",
         **by_column,
-        follow_up_months=t.end_day / DAYS_PER_MONTH,
+        follow_up_months=to_months(t.end_day),
         follow_up_end=t.end_reason,
-        treatment_months=ibis.cases((discontinued, t.treatment_end_day), else_=t.admin_end_day) / DAYS_PER_MONTH,
+        treatment_months=to_months(ibis.cases((discontinued, t.treatment_end_day), else_=t.admin_end_day)),
         discontinued=discontinued,
         treatment_end=ibis.cases((discontinued, t.treatment_end), else_=ibis.null("string")),
         stop_reason=ibis.cases((discontinued & (t.treatment_end == "stop"), t.course_stop_reason),
@@ -136,7 +136,7 @@ def outcomes_table(src: Sources, status: ir.Table, doses: ir.Table, protocol) ->
                                      value=base[f"baseline_{col}"].cast("float64")))
             rows = p.filter(p[col].notnull())
             parts.append(rows.select("patient_id", outcome=ibis.literal(spec.name),
-                                     months=rows.d / DAYS_PER_MONTH, value=rows[col].cast("float64")))
+                                     months=to_months(rows.d), value=rows[col].cast("float64")))
     for spec in specs:
         if spec.source == "glucocorticoids":
             d = doses.filter(doses.value.notnull() & doses.months.isin(list(protocol.analysis.dose_months)))
@@ -161,5 +161,5 @@ def adverse_events_table(src: Sources, status: ir.Table, protocol) -> ir.Table:
     e = e.mutate(d=days_since(e.event_date, e.index_date))
     own_drug = drug_arm_case(e.generic, protocol.arm_of_drug()) == e.arm
     e = e.filter((e.d >= 0) & (e.d <= e.end_day) & (e.generic.isnull() | own_drug))
-    return e.select("patient_id", months=e.d / DAYS_PER_MONTH, category=e.category, drug=e.generic,
+    return e.select("patient_id", months=to_months(e.d), category=e.category, drug=e.generic,
                     serious=e.serious, led_to_discontinuation=e.led_to_discontinuation)

@@ -273,11 +273,18 @@ def load_into(registry: Registry, url: str) -> LoadedDatabase:
     EnvironmentFailure
         The operating system refused to create the file (permission, disk full); the message gives why.
     """
-    pg = postgres_url(url)
+    from ildstudy.data.parquet import SPARK_SCHEMES, spark_tables_folder, write_parquet_tables
+
+    pg = None if str(url).strip().lower().startswith(SPARK_SCHEMES) else postgres_url(url)
     if pg is not None:
         from ildstudy.data.postgres import load_registry_postgres
 
         where, counts = load_registry_postgres(registry, url)
+    elif str(url).strip().lower().startswith(SPARK_SCHEMES):  # Spark reads typed Parquet: write the folder
+        folder = spark_tables_folder(url)
+        if folder is None:
+            raise OutputError(f"--db {mask_dsn(url)}: for Spark, name the folder to write: ?tables=FOLDER")
+        where, counts = str(folder), write_parquet_tables(registry, folder)
     else:
         path = duckdb_target(url)
         where, counts = str(path), _write_duckdb(registry, path)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
+
 from ildstudy.analysis.power import PowerResult
 from ildstudy.report.style import ARM_COLOURS, GRID, NEUTRAL, PNG_DPI, matplotlib_rc, outcome_unit
 
@@ -25,16 +27,21 @@ def power_figure(result: PowerResult):
         colour = ARM_COLOURS[(i + 2) % len(ARM_COLOURS)] if i else NEUTRAL
         unit = outcome_unit(effect.outcome)
         label = f"{effect.outcome} at month {effect.month:g}: {effect.delta:+g}{' ' + unit if unit else ''}"
-        ax.fill_between(g["n"], g["ci_low"], g["ci_high"], color=colour, alpha=0.15, linewidth=0)
-        ax.plot(g["n"], g["power"], marker="o", markersize=4, color=colour, label=label)
+        n, power, lo, hi = (g[c].to_numpy(float) for c in ("n", "power", "ci_low", "ci_high"))
+        ax.fill_between(n, lo, hi, color=colour, alpha=0.15, linewidth=0)
+        ax.errorbar(n, power, yerr=np.vstack([power - lo, hi - power]), marker="o", markersize=4, capsize=3, color=colour, label=label)
     ax.axhline(0.8, color=GRID, linestyle="--", linewidth=1)
     ax.axhline(result.settings.alpha, color=GRID, linestyle=":", linewidth=1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("Patients (all eligible; 60% in the treatment arm)")
     ax.set_ylabel("Power")
-    ax.set_title(f"Power of the arm difference {result.contrast} (alpha {result.settings.alpha:g}, "
-                 f"{result.settings.reps} replicates per size)")
-    ax.legend(loc="lower right")
+    sizes = list(result.settings.sizes)
+    if len(sizes) == 1:
+        ax.set_xlim(sizes[0] - 10, sizes[0] + 10)
+        ax.set_xticks(sizes)
+    ax.set_title(f"Power of {result.contrast}\nalpha {result.settings.alpha:g}, {result.settings.reps} replicates "
+                 f"per size; bars: Wilson 95% intervals")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
 
 

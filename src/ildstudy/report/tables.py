@@ -69,7 +69,8 @@ def key_results(result: StudyResult) -> dict[str, Any]:
     ae_p = ae.primary.p if ae is not None else None
     return {"month": fmt_month(month), "contrast": extract.contrast_label(result), "differences": diffs,
             "ae_arms": ae_arms, "ae_p": fmt_p(ae_p), "ae_sig": significant(ae_p),
-            "ae_test": ae_test_name(ae.test if ae is not None else None), "discontinuation": disc,
+            "ae_test": (ae_overall_test(ae) if ae is not None and len(ae.comparisons) > 1
+                        else ae_test_name(ae.test if ae is not None else None)), "discontinuation": disc,
             "treatment": result.protocol.treatment_arm, "reference": result.protocol.reference_arm}
 
 

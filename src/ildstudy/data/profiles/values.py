@@ -87,13 +87,13 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
 
 def to_unit(x: float, unit: str | None) -> float:
-    """``x`` written in ``unit`` expressed in the column's canonical unit, rounded to 12 significant digits
+    """``x`` written in ``unit`` expressed in the column's canonical unit, rounded to 15 significant digits
     (so that 2850 mL is 2.85 L, not 2.8500000000000001)."""
     if unit is None:
         return x
     factor, divide = UNIT_FACTORS[unit]
     y = x / factor if divide else x * factor
-    return float(f"{y:.12g}")
+    return float(f"{y:.15g}")
 
 
 def read_number(text: str, decimal: str = ".") -> tuple[float | None, str | None]:
@@ -155,8 +155,8 @@ def read_dose(text: str, unit: str | None = None) -> tuple[float | None, str | N
     rest = re.sub(r"^(?:p\.?o\.?|orally|oral)\s*", "", rest).strip()
     rest = re.sub(r"\s*(?:p\.?o\.?|orally|oral)$", "", rest).strip()
     if not rest:
-        return float(f"{amount:.12g}"), None
+        return float(f"{amount:.15g}"), None
     for pattern, multiplier in _FREQ:
         if pattern.match(rest):
-            return float(f"{amount * multiplier:.12g}"), None
+            return float(f"{amount * multiplier:.15g}"), None
     return None, DOSE_UNREAD
