@@ -48,10 +48,11 @@ def _family(dtype) -> str:
 
 def normalised_name(column: ir.StringValue) -> ir.StringValue:
     """SQL for :func:`~ildstudy.reference.drugs.normalise_drug_name`; empty names become NULL."""
-    # The white-space characters themselves, not escapes: Spark SQL reads an unknown escape in a string
-    # literal as the letter (``\\f`` -> ``f``), which would strip every f and v from drug names.
-    pattern = "[" + WHITESPACE + "]+"
-    text = column.re_replace(pattern, " ").strip().lower()
+    pattern = "[" + "".join({" ": " ", "\t": r"\t", "\n": r"\n", "\r": r"\r", "\f": r"\f",
+                             "\v": r"\v"}[c] for c in WHITESPACE) + "]+"
+    # Trim with a regular expression, not TRIM: Ibis's TRIM lists the characters as '\t\f\v...', which Spark
+    # SQL reads as the letters f and v ("Prograf" -> "progra"). After the collapse only spaces are left.
+    text = column.re_replace(pattern, " ").re_replace(r"^ +| +$", "").lower()
     return text.nullif("")
 
 
