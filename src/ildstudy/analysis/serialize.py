@@ -3,7 +3,7 @@ and the tables of ``tables/`` (``share/`` suppresses the counts of these tables 
 :mod:`ildstudy.report.share`).
 
 Each block comes from its result's ``to_dict()`` / ``tables()``; this module only puts them in order
-(keys of DESIGN.md). The values are JSON-ready but not rounded: the writer
+(keys of docs/design.md). The values are JSON-ready but not rounded: the writer
 (:func:`ildstudy.report.exports.canonical_json`) fixes the float digits.
 """
 

@@ -69,7 +69,7 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
 def _summary(result, out_dir: Path) -> None:
     arms = ", ".join(f"{a} {n}" for a, n in result.arms.items())
     out.print(f"Cohort: {arms}")
-    ae = result.results.get("adverse_events") or {}   # the results.json form (stable keys, see DESIGN.md)
+    ae = result.results.get("adverse_events") or {}   # the results.json form (stable keys, see docs/design.md)
     by_arm = ae.get("by_arm", {})
     parts = [f"{a} {v['patients_with_event']}/{v['n']} ({v['percent']:.1f}%)" for a, v in by_arm.items()]
     if parts:

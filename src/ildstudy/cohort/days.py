@@ -11,7 +11,7 @@ import math
 import ibis
 import ibis.expr.types as ir
 
-#: Days per month: months since index = days / 30.4375 (DESIGN.md).
+#: Days per month: months since index = days / 30.4375 (docs/design.md).
 DAYS_PER_MONTH = 30.4375
 #: Days per year for ages: age = days / 365.25.
 DAYS_PER_YEAR = 365.25

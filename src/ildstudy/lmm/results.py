@@ -238,7 +238,7 @@ class LmmFit:
         return pd.DataFrame({"estimate": estimate, "se": np.nan}, index=newdata.index)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``ildstudy lmm --json`` (DESIGN.md), NaN written as null."""
+        """The JSON object of ``ildstudy lmm --json`` (docs/design.md), NaN written as null."""
         out: dict[str, Any] = {
             "formula": self.formula,
             "n_obs": self.n_obs,
