@@ -127,6 +127,19 @@ def test_db_file_and_protocol_file_are_inputs_too(tmp_path, no_study, capsys):
     assert db.read_bytes() == b"not really a database" and proto.read_text() == "# a protocol\n"
 
 
+def test_spark_tables_folder_is_an_input(tmp_path, no_study, capsys):
+    """``--db spark://...?tables=FOLDER`` reads FOLDER: --out on it (or its parent) must be refused."""
+    tables = tmp_path / "lake" / "tables"
+    tables.mkdir(parents=True)
+    (tables / "patients.parquet").write_bytes(b"PAR1")
+    url = f"spark://local[1]?tables={tables}"
+    assert run(["run", "huapaya2019", "--db", url, "--out", str(tables)]) == 2
+    assert run(["run", "huapaya2019", "--db", url, "--out", str(tables.parent)]) == 2
+    err = capsys.readouterr().err
+    assert "is an input of this command" in err and "contains an input" in err
+    assert (tables / "patients.parquet").read_bytes() == b"PAR1"
+
+
 def test_demo_follows_the_same_rules(tmp_path, capsys):
     folder = tmp_path / "mine"
     folder.mkdir()

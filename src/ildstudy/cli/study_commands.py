@@ -13,13 +13,20 @@ STEPS = 8  # validate, cohort, table 1, three models, adverse events, discontinu
 
 
 def run_inputs(protocol, data, db) -> list[Path]:
-    """The paths a run reads: the registry folder, the DuckDB file, the protocol file (not a built-in name)."""
+    """The paths a run reads: the registry folder, the DuckDB file or Spark's ``tables=`` folder, the protocol file
+    (not a built-in name)."""
     from ildstudy.data.database import duckdb_path
     from ildstudy.protocol import BUILTIN
 
     inputs = [Path(data)] if data is not None else []
     if db is not None and duckdb_path(db) is not None:
         inputs.append(duckdb_path(db))
+    if db is not None and str(db).startswith("spark://"):  # the typed Parquet tables Spark reads
+        from ildstudy.cohort.spark import parse_spark_url
+
+        tables = parse_spark_url(db)[2].get("tables")
+        if tables:
+            inputs.append(Path(tables))
     if str(protocol) not in BUILTIN:
         inputs.append(Path(protocol))
     return inputs
