@@ -21,6 +21,7 @@ from ildstudy.protocol import Protocol
 if TYPE_CHECKING:
     from ildstudy.analysis.adverse_events import AdverseEventResult
     from ildstudy.analysis.discontinuation import DiscontinuationResult
+    from ildstudy.analysis.safety import SafetyResult
     from ildstudy.analysis.table1 import Table1Result
 
 
@@ -40,6 +41,10 @@ class OutcomeResult:
     arm_differences : DataFrame[month, contrast, estimate, se, df, ci_low, ci_high, p] ("AZA - MMF").
     observed : DataFrame[series, arm, months, value] — the data the model saw; ``series`` is an
         anonymous per-patient number (not the patient id), for drawing faint trajectories.
+    slopes : DataFrame[kind, term, month, estimate, se, df, ci_low, ci_high, p] or None — change per year per
+        arm and arm − reference (:func:`ildstudy.analysis.outcome_slopes.outcome_slopes`); None for visit models.
+    contrast_support : DataFrame[month, n_at_risk_<ARM>..., min_at_risk, enough_data] or None — patients with
+        data at or after each contrast month (:func:`ildstudy.analysis.outcome_slopes.contrast_support`).
     """
 
     name: str
@@ -51,20 +56,31 @@ class OutcomeResult:
     change_from_baseline: pd.DataFrame
     arm_differences: pd.DataFrame
     observed: pd.DataFrame
+    slopes: pd.DataFrame | None = None
+    contrast_support: pd.DataFrame | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """results.json's ``outcomes.<name>``: ``{model, marginal_means, change_from_baseline, arm_differences}``
-        (tables as lists of row dicts; the observed values are not written)."""
-        return {"model": self.model, "marginal_means": frame_records(self.marginal_means),
-                "change_from_baseline": frame_records(self.change_from_baseline),
-                "arm_differences": frame_records(self.arm_differences)}
+        """results.json's ``outcomes.<name>``: ``{model, marginal_means, change_from_baseline, arm_differences,
+        slopes, contrast_support}`` (tables as lists of row dicts; the observed values are not written)."""
+        out = {"model": self.model, "marginal_means": frame_records(self.marginal_means),
+               "change_from_baseline": frame_records(self.change_from_baseline),
+               "arm_differences": frame_records(self.arm_differences)}
+        if self.slopes is not None or self.contrast_support is not None:
+            out["slopes"] = None if self.slopes is None else frame_records(self.slopes)
+            out["contrast_support"] = (None if self.contrast_support is None
+                                       else frame_records(self.contrast_support))
+        return out
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """``<name>_fixed_effects``, ``_marginal_means``, ``_change_from_baseline``, ``_arm_differences``."""
+        """``<name>_fixed_effects``, ``_marginal_means``, ``_change_from_baseline``, ``_arm_differences``, and
+        when computed ``_slopes`` and ``_contrast_support``."""
         return {f"{self.name}_fixed_effects": self.fixed_effects,
                 f"{self.name}_marginal_means": self.marginal_means,
                 f"{self.name}_change_from_baseline": self.change_from_baseline,
-                f"{self.name}_arm_differences": self.arm_differences}
+                f"{self.name}_arm_differences": self.arm_differences,
+                **({f"{self.name}_slopes": self.slopes} if self.slopes is not None else {}),
+                **({f"{self.name}_contrast_support": self.contrast_support}
+                   if self.contrast_support is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,9 @@ class StudyResult:
     outcomes : outcome name -> :class:`OutcomeResult`.
     adverse_events : :class:`~ildstudy.analysis.adverse_events.AdverseEventResult` (or ``None``, as above).
     discontinuation : :class:`~ildstudy.analysis.discontinuation.DiscontinuationResult` (or ``None``).
+    safety : :class:`~ildstudy.analysis.safety.SafetyResult` (person-time adverse events, competing-risks
+        discontinuation) or ``None``; written under ``adverse_events.person_time`` and
+        ``discontinuation.competing_risks``.
     warnings : data warnings of the run, as text (also in results.json).
     provenance : ildstudy version, protocol SHA-256, data SHA-256 (also in results.json); an optional
         ``notice`` (e.g. synthetic demo data) is shown next to the report's title.
@@ -96,6 +115,7 @@ class StudyResult:
     discontinuation: DiscontinuationResult | None
     warnings: tuple[str, ...] = ()
     provenance: dict[str, str] = field(default_factory=dict)
+    safety: SafetyResult | None = None
 
     @property
     def results(self) -> dict[str, Any]:

@@ -54,8 +54,10 @@ def results_document(result: StudyResult) -> dict[str, Any]:
         "attrition": attrition_records(result),
         "table1": result.table1.records(),
         "outcomes": {name: o.to_dict() for name, o in result.outcomes.items()},
-        "adverse_events": result.adverse_events.to_dict(),
-        "discontinuation": result.discontinuation.to_dict(),
+        "adverse_events": _with(result.adverse_events.to_dict(), "person_time",
+                                result.safety and result.safety.person_time_dict()),
+        "discontinuation": _with(result.discontinuation.to_dict(), "competing_risks",
+                                 result.safety and result.safety.competing_risks_dict()),
         "warnings": list(result.warnings),
     }
 
@@ -68,4 +70,11 @@ def study_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         tables.update(o.tables())
     tables.update(result.adverse_events.tables())
     tables.update(result.discontinuation.tables())
+    if result.safety is not None:
+        tables.update(result.safety.tables())
     return tables
+
+
+def _with(block: dict[str, Any], key: str, value: dict[str, Any] | None) -> dict[str, Any]:
+    """``block`` plus ``key: value`` when the analysis was run (``result.safety`` is optional)."""
+    return block if value is None else {**block, key: value}

@@ -18,6 +18,7 @@ from ildstudy.analysis.adverse_events import compare_adverse_events
 from ildstudy.analysis.cohort_checks import check_cohort_size
 from ildstudy.analysis.discontinuation import discontinuation
 from ildstudy.analysis.result import OutcomeResult, StudyResult
+from ildstudy.analysis.safety import study_safety
 from ildstudy.analysis.table1 import Variable, table1
 from ildstudy.analysis.trajectories import fit_outcome, model_frame
 from ildstudy.cohort import Cohort, build_cohort
@@ -145,11 +146,15 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
     })
     disc = discontinuation(times, arms, ref)
 
+    step("Safety: person-time and competing risks")
+    safety = study_safety(pts, cohort.adverse_events, arms, ref)
+
     attrition = with_identity_row(cohort.attrition, n_by_arm)
     provenance = {"ildstudy_version": __version__, "protocol_sha256": protocol.sha256(), "data_sha256": data_hash}
     return StudyResult(
         protocol=protocol, arms=n_by_arm, attrition=attrition, table1=t1, outcomes=outcomes,
         adverse_events=ae, discontinuation=disc, warnings=tuple(str(w) for w in warnings), provenance=provenance,
+        safety=safety,
     )
 
 

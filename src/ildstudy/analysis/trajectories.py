@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ildstudy.analysis.outcome_slopes import contrast_support, outcome_slopes
 from ildstudy.analysis.result import OutcomeResult
 from ildstudy.errors import ModelError
 from ildstudy.lmm import fit_lmm
@@ -96,6 +97,7 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> Ou
         means = fit.emmeans("arm", by=spec, at=at).table
         change = fit.contrast(spec, by="arm", at=at, ref=_ref(spec, months)).table
         diff = fit.contrast("arm", by=spec, at=at, method="trt.vs.ctrl", ref=protocol.reference_arm).table
+        slopes = outcome_slopes(fit, formula, arms, protocol.reference_arm, months)
     except ModelError as exc:
         counts = data.groupby("arm")["patient"].nunique().reindex(arms, fill_value=0)
         who = ", ".join(f"{a} {int(n)}" for a, n in counts.items())
@@ -136,7 +138,9 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> Ou
     return OutcomeResult(
         name=outcome.name, label=outcome.label or outcome.name, formula=formula, model=model,
         fixed_effects=fit.fixed_effects.copy(), marginal_means=mm, change_from_baseline=cfb,
-        arm_differences=ad.reset_index(drop=True), observed=observed,
+        arm_differences=ad.reset_index(drop=True), observed=observed, slopes=slopes,
+        contrast_support=contrast_support(data, outcome.name, arms, months,
+                                          columns=[COVARIATE_COLUMNS[c] for c in protocol.analysis.covariates]),
     )
 
 

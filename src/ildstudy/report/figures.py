@@ -96,6 +96,13 @@ def render_figures(result: StudyResult, folder: Path) -> list[RenderedFigure]:
             out.append(_save(fig, folder, "discontinuation_km", "Time to treatment discontinuation",
                              figures_events.km_caption(p.treatment_arm if len(p.compared_arms) == 1
                                                        else "each arm", p.reference_arm)))
+        if result.safety is not None:
+            from ildstudy.report import figures_safety
+
+            fig = figures_safety.cumulative_incidence_figure(result.safety, colours, n_by_arm=result.arms,
+                                                             max_months=max_months)
+            out.append(_save(fig, folder, "cumulative_incidence", "Discontinuation with competing causes",
+                             figures_safety.cumulative_incidence_caption()))
     return out
 
 

@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ildstudy.analysis.result import StudyResult
-from ildstudy.report import extract, tables, text
+from ildstudy.report import extract, safety_section, tables, text
 from ildstudy.report.figures import RenderedFigure, render_figures
 from ildstudy.report.formatting import fmt_month
 from ildstudy.report.style import arm_colours
@@ -80,7 +80,9 @@ def report_context(result: StudyResult, figures: list[RenderedFigure]) -> dict[s
     by_name = {f.name: _figure(f, i + 1) for i, f in enumerate(figures)}
     p = result.protocol
     outcomes = [{"name": o.name, "label": o.label, "figure": by_name.get(f"trajectory_{o.name}"),
-                 "rows": tables.contrasts(result, o), "model": tables.model_appendix(o)}
+                 "rows": tables.contrasts(result, o), "model": tables.model_appendix(o),
+                 "slopes": safety_section.slope_rows(o), "limited": safety_section.limited_months(o),
+                 "min_at_risk": safety_section.min_at_risk(o)}
                 for o in result.outcomes.values()]
     return {
         "title": p.title or p.name,
@@ -103,6 +105,7 @@ def report_context(result: StudyResult, figures: list[RenderedFigure]) -> dict[s
         "km": tables.discontinuation(result),
         "km_figure": by_name.get("discontinuation_km"),
         "km_month": fmt_month(extract.headline_month(result)),
+        "safety": safety_section.safety_context(result, by_name.get("cumulative_incidence")),
         "provenance": extract.provenance(result),
         "colours": arm_colours(extract.arm_names(result)),
     }
