@@ -154,7 +154,7 @@ def test_duplicate_patient_id_is_a_data_error(registry):
 def test_bad_sources_are_user_errors(tmp_path):
     with pytest.raises(IldStudyError, match="no such DuckDB file"):
         build_cohort(tmp_path / "nothing.duckdb")
-    with pytest.raises(IldStudyError, match="not a DuckDB file path or postgresql"):
+    with pytest.raises(IldStudyError, match="unknown kind of database URL"):
         build_cohort("mysql://x@y/z")
     with pytest.raises(IldStudyError, match=r"nobody:\*\*\*@.*cannot connect"):
         build_cohort("postgresql://nobody:secret@127.0.0.1:1/nothing")

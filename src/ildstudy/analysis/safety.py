@@ -20,7 +20,8 @@ With more than two arms every non-reference arm is compared with the reference a
 per comparison).
 
 >>> from ildstudy.analysis.safety import study_safety                  # doctest: +SKIP
->>> study_safety(cohort.patients, cohort.adverse_events, ["AZA", "MMF"], "MMF").person_time[0].exact.estimate  # doctest: +SKIP
+>>> res = study_safety(cohort.patients, cohort.adverse_events, ["AZA", "MMF"], "MMF")  # doctest: +SKIP
+>>> res.rates_table()                                                 # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ildstudy.analysis._json import frame_records
 from ildstudy.analysis.competing_risks import CompetingRisksResult, competing_risks
 from ildstudy.analysis.discontinuation import AE_REASON, REPORT_MONTHS
 from ildstudy.analysis.rates import RateResult, incidence_rates
+from ildstudy.errors import ModelError
 
 #: Cause codes of the competing-risks analysis and their labels.
 CAUSE_LABELS = {1: "adverse_event", 2: "other_stop_or_switch"}
@@ -59,7 +61,8 @@ def person_time_frame(patients: pd.DataFrame, events: pd.DataFrame) -> tuple[pd.
     on = events.merge(pd.DataFrame({"patient_id": patients["patient_id"], "_end": t.to_numpy()}), on="patient_id")
     on = on[pd.to_numeric(on["months"], errors="coerce") <= on["_end"]]
     counts = on.groupby("patient_id").size()
-    frame = pd.DataFrame({"patient_id": patients["patient_id"].to_numpy(), "arm": patients["arm"].astype(str).to_numpy(),
+    frame = pd.DataFrame({"patient_id": patients["patient_id"].to_numpy(),
+                          "arm": patients["arm"].astype(str).to_numpy(),
                           "n_events": patients["patient_id"].map(counts).fillna(0).astype(int).to_numpy(),
                           "person_years": (t / 12.0).to_numpy()})
     keep = frame["person_years"] > 0
@@ -230,15 +233,18 @@ def study_safety(patients: pd.DataFrame, events: pd.DataFrame, arms: list[str], 
 
     Raises
     ------
-    ValueError
-        From the numerics, for impossible input (e.g. an arm without patients with time on treatment).
+    ModelError
+        The rates or competing-risks models cannot be computed (e.g. an arm without time on treatment).
     """
     pt, excluded = person_time_frame(patients, events)
     causes = discontinuation_causes(patients)
     rates, comp = [], []
     for a in (x for x in arms if x != reference_arm):
         pair = [a, reference_arm]
-        rates.append(incidence_rates(pt[pt["arm"].isin(pair)], pair, reference_arm, conf_level=conf_level))
-        comp.append(competing_risks(causes[causes["arm"].isin(pair)], pair, reference_arm,
-                                    cause_labels=CAUSE_LABELS, conf_level=conf_level))
+        try:
+            rates.append(incidence_rates(pt[pt["arm"].isin(pair)], pair, reference_arm, conf_level=conf_level))
+            comp.append(competing_risks(causes[causes["arm"].isin(pair)], pair, reference_arm,
+                                        cause_labels=CAUSE_LABELS, conf_level=conf_level))
+        except ValueError as exc:  # e.g. an arm with no time on treatment
+            raise ModelError(f"safety analysis {a} vs {reference_arm}: {exc}") from None
     return SafetyResult(tuple(arms), reference_arm, tuple(rates), excluded, tuple(comp))
