@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ildstudy.analysis._arms import two_arm_patients
 from ildstudy.analysis._json import finite_or_none, frame_records
 from ildstudy.analysis.discontinuation import CoxResult, cox_two_arms
 
@@ -440,19 +441,8 @@ def competing_risks(data: pd.DataFrame, arms: list[str], reference_arm: str, *, 
     >>> res.cumulative_incidence["AZA"].cif(1)["estimate"].round(3).tolist()
     [0.25, 0.25, 0.5, 0.5]
     """
+    order, arm = two_arm_patients(data, arms, reference_arm, ("patient_id", "arm", "time", "cause"))
     arms = [str(a) for a in arms]
-    if len(arms) != 2 or arms[0] == arms[1] or reference_arm not in arms:
-        raise ValueError(f"arms must be two distinct arms including reference_arm {reference_arm!r}, got {arms}")
-    order = [arms[0] if arms[1] == reference_arm else arms[1], reference_arm]
-    absent = [col for col in ("patient_id", "arm", "time", "cause") if col not in data.columns]
-    if absent:
-        raise ValueError(f"data has no column(s) {absent}")
-    if data["patient_id"].duplicated().any():
-        raise ValueError("data.patient_id must be unique")
-    arm = data["arm"].astype("string").fillna("<missing>").to_numpy(dtype=object)
-    unknown = sorted(set(arm) - set(arms))
-    if unknown:
-        raise ValueError(f"data.arm has values that are not arms {arms}: {unknown}")
     t, c = _check(pd.to_numeric(data["time"], errors="coerce"), pd.to_numeric(data["cause"], errors="coerce"))
     causes = tuple(sorted(set(c[c > 0].tolist())))
     labels = {k: (cause_labels or {}).get(k, str(k)) for k in causes}

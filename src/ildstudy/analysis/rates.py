@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from ildstudy.analysis._arms import two_arm_patients
 from ildstudy.analysis._json import finite_or_none
 
 RATE_COLUMNS = ("patient_id", "arm", "n_events", "person_years")
@@ -311,19 +312,8 @@ def incidence_rates(data: pd.DataFrame, arms: list[str], reference_arm: str, *, 
     (85.71, 3.429)
     """
     _z(conf_level)
+    order, arm = two_arm_patients(data, arms, reference_arm, RATE_COLUMNS)
     arms = [str(a) for a in arms]
-    if len(arms) != 2 or arms[0] == arms[1] or reference_arm not in arms:
-        raise ValueError(f"arms must be two distinct arms including reference_arm {reference_arm!r}, got {arms}")
-    order = [arms[0] if arms[1] == reference_arm else arms[1], reference_arm]
-    absent = [c for c in RATE_COLUMNS if c not in data.columns]
-    if absent:
-        raise ValueError(f"data has no column(s) {absent}")
-    if data["patient_id"].duplicated().any():
-        raise ValueError("data.patient_id must be unique")
-    arm = data["arm"].astype("string").fillna("<missing>").to_numpy(dtype=object)
-    unknown = sorted(set(arm) - set(arms))
-    if unknown:
-        raise ValueError(f"data.arm has values that are not arms {arms}: {unknown}")
     y = pd.to_numeric(data["n_events"], errors="coerce").to_numpy(dtype=float)
     if np.isnan(y).any() or (y < 0).any() or np.any(y != np.round(y)):
         raise ValueError("data.n_events must be integers >= 0")
