@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from report_fixtures import ARMS, fake_study_result
 
-from ildstudy.analysis._json import frame_records, plain
+from ildstudy._json import frame_records, plain
 from ildstudy.analysis.serialize import SCHEMA_VERSION, results_document, study_tables
 from ildstudy.report.exports import FLOAT_DIGITS, canonical_json
 from ildstudy.report.formatting import format_p

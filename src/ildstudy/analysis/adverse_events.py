@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ildstudy.analysis._json import finite_or_none, frame_records
+from ildstudy._json import finite_or_none, frame_records
 from ildstudy.analysis.contingency import (
     OddsRatio,
     TestResult,

@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from ildstudy.analysis._arms import two_arm_patients
-from ildstudy.analysis._json import finite_or_none, frame_records
+from ildstudy._json import finite_or_none, frame_records
 from ildstudy.analysis.discontinuation import CoxResult, cox_two_arms
 
 ConfType = Literal["log", "log-log", "plain"]

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import gammaln
 
-from ildstudy.analysis._json import finite_or_none
+from ildstudy._json import finite_or_none
 
 CHISQ = "Chi-squared"
 YATES = "Yates-corrected chi-squared"

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ildstudy.analysis._json import finite_or_none, frame_records
+from ildstudy._json import finite_or_none, frame_records
 from ildstudy.analysis.kaplan_meier import ConfType, LogRankResult, kaplan_meier, logrank_test
 
 REPORT_MONTHS = (0, 12, 24, 36, 48, 60)

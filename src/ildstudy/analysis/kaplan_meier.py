@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ildstudy.analysis._json import finite_or_none
+from ildstudy._json import finite_or_none
 
 ConfType = Literal["log", "log-log", "plain"]
 KM_COLUMNS = ("time", "n_risk", "n_event", "n_censor", "survival", "std_err", "ci_low", "ci_high")

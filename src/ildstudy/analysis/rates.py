@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import special, stats
 
 from ildstudy.analysis._arms import two_arm_patients
-from ildstudy.analysis._json import finite_or_none
+from ildstudy._json import finite_or_none
 
 RATE_COLUMNS = ("patient_id", "arm", "n_events", "person_years")
 PER = 100.0

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ildstudy.analysis._json import frame_records
+from ildstudy._json import frame_records
 from ildstudy.protocol import Protocol
 
 if TYPE_CHECKING:

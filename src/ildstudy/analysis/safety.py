@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ildstudy.analysis._json import frame_records
+from ildstudy._json import frame_records
 from ildstudy.analysis.competing_risks import CompetingRisksResult, competing_risks
 from ildstudy.analysis.discontinuation import AE_REASON, REPORT_MONTHS
 from ildstudy.analysis.rates import RateResult, incidence_rates

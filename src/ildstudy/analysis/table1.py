@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ildstudy.analysis._json import frame_records, plain
+from ildstudy._json import frame_records, plain
 from ildstudy.analysis.contingency import NO_TEST, TestResult, table1_test
 
 VariableKind = Literal["continuous", "categorical", "binary"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from ildstudy._json import finite_or_none, plain
 from ildstudy.errors import ModelError
 from ildstudy.lmm.design import Encoding, model_rows
 from ildstudy.lmm.optimize import OptimizerRecord
@@ -47,8 +47,8 @@ class RandomEffects:
         """``{terms, sd, corr}`` with NaN as None (JSON)."""
         return {
             "terms": list(self.terms),
-            "sd": [_json_float(v) for v in self.sd],
-            "corr": [[_json_float(v) for v in row] for row in self.corr],
+            "sd": [finite_or_none(v) for v in self.sd],
+            "corr": [[finite_or_none(v) for v in row] for row in self.corr],
         }
 
 
@@ -247,23 +247,23 @@ class LmmFit:
             "group": self.group,
             "method": self.method,
         }
-        out["reml_criterion" if self.method == "REML" else "deviance"] = _json_float(self.criterion)
+        out["reml_criterion" if self.method == "REML" else "deviance"] = finite_or_none(self.criterion)
         out.update(
-            loglik=_json_float(self.loglik),
-            aic=_json_float(self.aic),
-            bic=_json_float(self.bic),
+            loglik=finite_or_none(self.loglik),
+            aic=finite_or_none(self.aic),
+            bic=finite_or_none(self.bic),
             converged=self.converged,
             singular=self.singular,
             messages=list(self.messages),
             fixed_effects=[
-                {"term": row.term, **{k: _json_float(getattr(row, k)) for k in ("estimate", "se", "df", "t", "p")}}
+                {"term": row.term, **{k: finite_or_none(getattr(row, k)) for k in ("estimate", "se", "df", "t", "p")}}
                 for row in self.fixed_effects.itertuples(index=False)
             ],
             df_method="satterthwaite",
             random_effects=self.random_effects.to_dict(),
-            residual_sd=_json_float(self.residual_sd),
-            theta=[_json_float(v) for v in self.theta],
-            optimizer=_json_clean(self.optimizer.to_dict()),
+            residual_sd=finite_or_none(self.residual_sd),
+            theta=[finite_or_none(v) for v in self.theta],
+            optimizer=plain(self.optimizer.to_dict()),
         )
         return out
 
@@ -272,19 +272,3 @@ class LmmFit:
         from ildstudy.lmm.summary import format_summary
 
         return format_summary(self)
-
-
-def _json_clean(value: Any) -> Any:
-    """Floats made JSON-safe (NaN/inf as None) inside nested dicts and lists."""
-    if isinstance(value, dict):
-        return {k: _json_clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_clean(v) for v in value]
-    if isinstance(value, float):
-        return _json_float(value)
-    return value
-
-
-def _json_float(value: Any) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None

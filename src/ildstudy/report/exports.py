@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ildstudy.analysis._json import plain
+from ildstudy._json import plain
 from ildstudy.report.outdir import atomic_output_dir  # noqa: F401 - the output-folder rules live there
 
 FLOAT_DIGITS = 10
@@ -32,7 +32,7 @@ _COUNT_PCT = re.compile(r"^\s*(\d+)\s*(\(.*\))?\s*$")
 
 def canonical_json(obj) -> str:
     """Deterministic JSON text (keys in insertion order, floats to FLOAT_DIGITS digits); values are made
-    JSON-ready by the package's one cleaner, :func:`ildstudy.analysis._json.plain`."""
+    JSON-ready by the package's one cleaner, :func:`ildstudy._json.plain`."""
     return json.dumps(plain(obj, FLOAT_DIGITS), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Conversion of analysis results to JSON-ready Python values (shared by the analysis modules).
+"""Conversion of results to JSON-ready Python values (shared by lmm, analysis and report: the one JSON cleaner).
 
 Floats become plain Python floats, integers plain ints, NaN/±inf/``pd.NA``/``None`` become ``None``; NumPy and
 pandas scalars are unwrapped; mappings, sequences and DataFrames (as row records) are converted recursively. This is
