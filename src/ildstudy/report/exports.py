@@ -109,23 +109,10 @@ def _write_xlsx(frame: pd.DataFrame, path: Path) -> None:
 
 
 def deterministic_xlsx(data: bytes, fixed: tuple[int, ...] = XLSX_FIXED_TIME) -> bytes:
-    """The same XLSX workbook with fixed ``dcterms:created``/``dcterms:modified`` and fixed ZIP entry times."""
-    import io
-    import zipfile
+    """The same XLSX workbook with fixed document and ZIP entry times (:func:`ildstudy._xlsx.deterministic_xlsx`)."""
+    from ildstudy._xlsx import deterministic_xlsx as fix
 
-    stamp = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*fixed).encode()
-    pattern = re.compile(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)")
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            content = src.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                content = pattern.sub(rb"\g<1>" + stamp + rb"\g<2>", content)
-            entry = zipfile.ZipInfo(info.filename, date_time=fixed)
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.external_attr = info.external_attr
-            dst.writestr(entry, content)
-    return out.getvalue()
+    return fix(data, tuple(fixed))
 
 
 def _xlsx_cell(v):

@@ -12,8 +12,6 @@ import datetime as dt
 import errno
 import io
 import os
-import re
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
@@ -24,6 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ildstudy.data.schema import TABLES_BY_NAME
+from ildstudy._xlsx import deterministic_xlsx
 from ildstudy.errors import EnvironmentFailure, IldStudyError
 from ildstudy.synth.columns import concat_tables, to_arrow, to_pandas
 from ildstudy.synth.generate import BLOCK, TABLE_NAMES, PlannedRegistry
@@ -194,25 +193,7 @@ def _write_xlsx(gen: PlannedRegistry, out: Path) -> None:
         with pd.ExcelWriter(buffer, engine="openpyxl", date_format="yyyy-mm-dd",
                             datetime_format="yyyy-mm-dd") as writer:
             frame.to_excel(writer, sheet_name=name, index=False)
-        (out / f"{name}.xlsx").write_bytes(_deterministic_xlsx(buffer.getvalue()))
-
-
-def _deterministic_xlsx(data: bytes) -> bytes:
-    """The same workbook with fixed document times and ZIP entry times (openpyxl stamps the current time)."""
-    stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
-    src = zipfile.ZipFile(io.BytesIO(data))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            content = src.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                content = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)",
-                                 rb"\g<1>" + stamp + rb"\g<2>", content)
-            fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_TIME.timetuple()[:6])
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            fixed.external_attr = info.external_attr
-            dst.writestr(fixed, content)
-    return buffer.getvalue()
+        (out / f"{name}.xlsx").write_bytes(deterministic_xlsx(buffer.getvalue(), FIXED_TIME.timetuple()[:6]))
 
 
 _OS_REFUSALS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
