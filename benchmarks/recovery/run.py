@@ -70,25 +70,9 @@ def registry_in_memory(tables: dict[str, pd.DataFrame]):
     and :func:`~ildstudy.data.validate.validate_registry` checks the result. Raises ``DataError`` on any
     error, as ``load_registry`` does.
     """
-    from ildstudy.data import TABLES, Registry
-    from ildstudy.data.coerce import coerce_table
-    from ildstudy.data.readers import RawTable
-    from ildstudy.data.validate import validate_registry
-    from ildstudy.errors import DataError
+    from ildstudy.data.load import registry_from_frames
 
-    typed: dict[str, pd.DataFrame] = {}
-    problems = []
-    for spec in TABLES:
-        frame = tables[spec.name].reset_index(drop=True)
-        table, table_problems = coerce_table(RawTable(spec, Path(f"{spec.name}.csv"), frame, 2))
-        typed[spec.name] = table
-        problems += table_problems
-    registry = Registry(typed)
-    problems += validate_registry(registry)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise DataError(errors)
-    return Registry(typed, {}, tuple(p for p in problems if p.severity != "error"))
+    return registry_from_frames(tables)
 
 
 def one_rep(rep: int, seed: int, n_patients: int | None, protocol_name: str = "huapaya2019") -> dict:

@@ -30,13 +30,12 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ildstudy.errors import DataError, IldStudyError
+from ildstudy.errors import IldStudyError
 
 #: z of a two-sided 95% interval (Wilson interval of the power)
 Z95 = 1.959963984540054
@@ -333,25 +332,11 @@ def power_calibration():
 
 
 def registry_from_tables(tables: dict[str, pd.DataFrame]):
-    """Type and validate generated tables as :func:`ildstudy.data.load_registry` does for files.
+    """Type and validate generated tables as :func:`ildstudy.data.load_registry` does for files
+    (:func:`ildstudy.data.load.registry_from_frames`)."""
+    from ildstudy.data.load import registry_from_frames
 
-    Raises :class:`~ildstudy.errors.DataError` on any error (as the benchmark's recovery study does).
-    """
-    from ildstudy.data import TABLES, Registry
-    from ildstudy.data.coerce import coerce_table
-    from ildstudy.data.readers import RawTable
-    from ildstudy.data.validate import validate_registry
-
-    typed, problems = {}, []
-    for spec in TABLES:
-        table, found = coerce_table(RawTable(spec, Path(f"{spec.name}.csv"), tables[spec.name].reset_index(drop=True), 2))
-        typed[spec.name] = table
-        problems += found
-    problems += validate_registry(Registry(typed))
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise DataError(errors)
-    return Registry(typed, {}, tuple(p for p in problems if p.severity != "error"))
+    return registry_from_frames(tables)
 
 
 def _study_replicate(job: _Job) -> list[dict]:
