@@ -32,6 +32,10 @@ def three_arm_toml() -> str:
     mmf = '[[arms]]\nname = "MMF"'
     assert mmf in text and '"rituximab", ' in text
     text = text.replace(mmf, '[[arms]]\nname = "RTX"\nlabel = "Rituximab"\ndrugs = ["rituximab"]\n\n' + mmf)
+    # the published-reading sensitivity analysis is another (two-arm) protocol: not comparable with three arms
+    published = text.index('[[sensitivity]]\nname = "published_reading"')
+    end = text.index("[[sensitivity]]", published + 1)
+    text = text[:published] + text[end:]
     return text.replace('"rituximab", ', "")
 
 

@@ -111,7 +111,13 @@ class Outcome(_Settings):
     name: StrictStr
     label: StrictStr = ""
     source: Literal["pft", "glucocorticoids"]
-    time_model: Literal["linear", "categorical"] = "linear"
+    #: ``linear`` (months), ``categorical`` (visit factor), ``natural_spline`` (``splines::ns(months, knots,
+    #: Boundary.knots)``) or ``piecewise`` (linear with a change of slope at each knot).
+    time_model: Literal["linear", "categorical", "natural_spline", "piecewise"] = "linear"
+    #: Interior knots in months (natural_spline: at least one; piecewise: the change points).
+    knots: tuple[Number, ...] = ()
+    #: natural_spline only: boundary knots in months (default: 0 and follow_up.max_months).
+    boundary_knots: tuple[Number, Number] | None = None
     random_effects: Literal["intercept_slope", "intercept"] = "intercept_slope"
 
     @field_validator("name")
@@ -127,7 +133,44 @@ class Outcome(_Settings):
         want = registered_outcomes()[self.name].source
         if self.source != want:
             raise ValueError(f"outcome {self.name} comes from source '{want}'")
+        curved = self.time_model in ("natural_spline", "piecewise")
+        if curved and not self.knots:
+            raise ValueError(f"time_model = \"{self.time_model}\" needs knots (months), e.g. knots = [12, 36]")
+        if not curved and self.knots:
+            raise ValueError(f"knots are used only with time_model = \"natural_spline\" or \"piecewise\", "
+                             f"not \"{self.time_model}\"")
+        if self.boundary_knots is not None and self.time_model != "natural_spline":
+            raise ValueError("boundary_knots are used only with time_model = \"natural_spline\"")
+        if list(self.knots) != sorted(set(self.knots)) or any(k <= 0 for k in self.knots):
+            raise ValueError("knots must be positive, increasing and distinct months")
         return self
+
+
+class MarginalMeans(_Settings):
+    """How the reference grid averages over covariates, with emmeans' names (docs/protocol.md)."""
+
+    #: ``weights`` of ``emmeans()``: ``equal`` (each covariate level counts the same), ``proportional`` (levels
+    #: weighted by their frequency in the fitted rows), ``outer``, ``cells``, ``flat``.
+    weights: Literal["equal", "proportional", "outer", "cells", "flat"] = "equal"
+    #: ``cov.keep`` of ``ref_grid()``: numeric covariates with at most this many distinct values are averaged
+    #: over their values like a factor; the others are held at their mean. 0 = every covariate at its mean.
+    cov_keep: StrictInt = Field(default=2, ge=0)
+
+
+class PrimaryEndpoint(_Settings):
+    """The one confirmatory contrast: an outcome's arm difference at one month (unadjusted)."""
+
+    outcome: StrictStr
+    month: Number = Field(ge=0)
+
+
+class Multiplicity(_Settings):
+    """How p-values of the arm differences other than the primary one are adjusted (exploratory)."""
+
+    #: ``none``, ``holm``, ``bonferroni``, ``sidak`` or ``mvt`` (emmeans' single-step multivariate t).
+    adjust: Literal["none", "holm", "bonferroni", "sidak", "mvt"] = "holm"
+    #: ``outcome``: one family per outcome (its arm differences at every contrast month, less the primary).
+    family: Literal["outcome"] = "outcome"
 
 
 class Analysis(_Settings):
@@ -141,6 +184,12 @@ class Analysis(_Settings):
     median_iqr: tuple[StrictStr, ...] = ()
     #: Fewest cohort patients an arm may have for the models to be fitted (see docs/protocol.md).
     min_patients_per_arm: StrictInt = Field(default=10, ge=2)
+    #: A contrast month is flagged "limited data" when an arm has fewer patients with data at or after it.
+    min_at_risk: StrictInt = Field(default=10, ge=1)
+    marginal_means: MarginalMeans = MarginalMeans()
+    #: The declared primary endpoint (None: every contrast is reported unadjusted and exploratory).
+    primary: PrimaryEndpoint | None = None
+    multiplicity: Multiplicity = Multiplicity()
 
     @field_validator("dose_months", "contrast_months")
     @classmethod
@@ -148,6 +197,25 @@ class Analysis(_Settings):
         if any(m < 0 for m in v) or list(v) != sorted(set(v)):
             raise ValueError("months must be non-negative, increasing and distinct")
         return v
+
+
+class Sensitivity(_Settings):
+    """A sensitivity analysis: the study re-run with other cohort or analysis settings, reported side by side.
+
+    ``protocol`` names another protocol (built-in name or TOML path) to run instead; ``changes`` sets keys of
+    this protocol by dotted name (``"follow_up.analysis" = "intention_to_treat"``). Give one or both (the
+    changes then apply to the named protocol). The arms must stay the same."""
+
+    name: StrictStr = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    label: StrictStr = ""
+    protocol: StrictStr | None = None
+    changes: dict[StrictStr, Any] = {}
+
+    @model_validator(mode="after")
+    def _something(self) -> "Sensitivity":
+        if self.protocol is None and not self.changes:
+            raise ValueError("give protocol = \"<name or path>\" or changes = { \"key.path\" = value }")
+        return self
 
 
 class Protocol(_Settings):
@@ -168,6 +236,8 @@ class Protocol(_Settings):
     drug_names: dict[StrictStr, StrictStr] = {}
     #: Allow ``[drug_names]`` to map a spelling the built-in table knows to a different generic.
     override_builtin_drug_names: StrictBool = False
+    #: Sensitivity analyses (``[[sensitivity]]``), each run on the same registry and shown side by side.
+    sensitivity: tuple[Sensitivity, ...] = ()
 
     @model_validator(mode="after")
     def _checked(self) -> "Protocol":
@@ -202,10 +272,57 @@ class Protocol(_Settings):
         return {k.lower(): base / v for k, v in self.glucocorticoids.items()}
 
     def to_toml(self) -> str:
-        return tomli_w.dumps(self.model_dump(mode="json"))
+        return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    def sensitivity_protocol(self, name: str) -> "Protocol":
+        """The protocol of sensitivity analysis ``name``: the named protocol (or this one) with its ``changes``,
+        without sensitivity analyses of its own. Raises :class:`ProtocolError` naming the key."""
+        by_name = {s.name: (i, s) for i, s in enumerate(self.sensitivity)}
+        if name not in by_name:
+            raise ProtocolError(f"no sensitivity analysis {name!r}; declared: {', '.join(by_name) or 'none'}")
+        i, sa = by_name[name]
+        where = f"sensitivity[{i}] ({sa.name})"
+        base = load_protocol(sa.protocol) if sa.protocol is not None else self
+        data = base.model_dump(mode="python", exclude_none=True)
+        data.pop("sensitivity", None)
+        for dotted, value in sa.changes.items():
+            nodes = [data]
+            parts = dotted.split(".")
+            for part in parts[:-1]:
+                nxt = []
+                for node in nodes:
+                    child = node.get(part)
+                    if isinstance(child, dict):
+                        nxt.append(child)
+                    elif isinstance(child, (list, tuple)) and child and all(isinstance(c, dict) for c in child):
+                        nxt.extend(child)  # "outcomes.time_model": every outcome
+                    else:
+                        raise ProtocolError(f"{where}: changes.\"{dotted}\": {part!r} is not a table of the "
+                                            "protocol")
+                nodes = nxt
+            for node in nodes:
+                if parts[-1] not in node and parts[-1] not in _OPTIONAL_KEYS:
+                    raise ProtocolError(f"{where}: changes.\"{dotted}\": unknown key")
+                node[parts[-1]] = value
+        data["name"] = f"{self.name}:{sa.name}"
+        try:
+            variant = Protocol.model_validate(data)
+        except ValidationError as exc:
+            msg = "; ".join(filter(None, (
+                (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "")
+                + e["msg"].removeprefix("Value error, ").replace("\n", "; ") for e in exc.errors())))
+            raise ProtocolError(f"{where}: {msg}") from None
+        if [a.name for a in variant.arms] != [a.name for a in self.arms]:
+            raise ProtocolError(f"{where}: arms {[a.name for a in variant.arms]} differ from the protocol's "
+                                f"{[a.name for a in self.arms]}; a sensitivity analysis compares the same arms")
+        return variant
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_toml().encode()).hexdigest()
+
+
+#: Keys a sensitivity ``changes`` entry may set although the dumped protocol lacks them (unset optional settings).
+_OPTIONAL_KEYS = frozenset({"primary", "boundary_knots"})
 
 
 def _key(path: str, name: str) -> str:
@@ -320,6 +437,28 @@ def _consistency_problems(p: Protocol) -> list[str]:
         if months[-1] > fu.max_months:
             problems.append(f"analysis.{key}: month {months[-1]:g} is beyond follow_up.max_months "
                             f"({fu.max_months:g})")
+    for i, o in enumerate(p.outcomes):
+        for k in o.knots:
+            if k >= fu.max_months:
+                problems.append(f"outcomes[{i}].knots: month {k:g} is not before follow_up.max_months "
+                                f"({fu.max_months:g})")
+        if o.boundary_knots is not None:
+            lo, hi = o.boundary_knots
+            if not lo < hi or any(not lo < k < hi for k in o.knots):
+                problems.append(f"outcomes[{i}].boundary_knots: [{lo:g}, {hi:g}] must be increasing and enclose "
+                                f"the knots")
+    pe = p.analysis.primary
+    if pe is not None:
+        if pe.outcome not in {o.name for o in p.outcomes}:
+            problems.append(f"analysis.primary.outcome: {pe.outcome!r} is not one of the protocol's outcomes "
+                            f"({', '.join(o.name for o in p.outcomes)})")
+        if pe.month not in p.analysis.contrast_months:
+            problems.append(f"analysis.primary.month: month {pe.month:g} is not one of analysis.contrast_months")
+    sens: dict[str, int] = {}
+    for i, sa in enumerate(p.sensitivity):
+        if sa.name in sens:
+            problems.append(f"sensitivity[{i}].name: {sa.name!r} is the name of sensitivity[{sens[sa.name]}] too")
+        sens.setdefault(sa.name, i)
     first: dict[str, int] = {}
     for i, o in enumerate(p.outcomes):
         if o.name in first:
@@ -376,7 +515,7 @@ def parse_protocol(text: str, source: str = "protocol") -> Protocol:
     except tomllib.TOMLDecodeError as exc:
         raise ProtocolError(f"{source}: not valid TOML: {exc}") from None
     try:
-        return Protocol.model_validate(data)
+        protocol = Protocol.model_validate(data)
     except ValidationError as exc:
         lines = []
         errors = exc.errors()
@@ -396,6 +535,12 @@ def parse_protocol(text: str, source: str = "protocol") -> Protocol:
             else:  # cross-field rules: each line names its own key
                 lines += [f"{source}: {line}" for line in msg.splitlines()]
         raise ProtocolError("\n".join(lines)) from None
+    for sa in protocol.sensitivity:  # derive every variant now: a bad one is an error naming its entry
+        try:
+            protocol.sensitivity_protocol(sa.name)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{source}: {exc}") from None
+    return protocol
 
 
 def builtin_protocol_text(name: str) -> str:
@@ -405,7 +550,9 @@ def builtin_protocol_text(name: str) -> str:
 
 
 def load_protocol(name_or_path: str | Path) -> Protocol:
-    """Load a built-in protocol by name (``"huapaya2019"``) or a TOML file by path."""
+    """Load a built-in protocol by name (``"huapaya2019"``) or a TOML file by path.
+
+    Every sensitivity analysis is derived once (:func:`parse_protocol`), so a bad one is an error at load time."""
     s = str(name_or_path)
     if s in BUILTIN:
         return parse_protocol(builtin_protocol_text(s), f"{s}.toml")

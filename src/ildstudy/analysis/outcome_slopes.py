@@ -8,7 +8,7 @@ support the contrast at each month.
   ``pl()`` in the formula) the slopes are given at each contrast month. A visit-factor model has no slope (``None``).
 * **Contrast support** (:func:`contrast_support`): per contrast month and arm, the patients with an observation
   at or after that month (:func:`ildstudy.lmm.at_risk.patients_at_risk`); a month has ``enough_data`` when every
-  arm has at least :data:`MIN_AT_RISK` such patients. Months without enough data are still estimated (the model
+  arm has at least ``analysis.min_at_risk`` (default :data:`MIN_AT_RISK`) such patients. Months without enough data are still estimated (the model
   extrapolates) but flagged "limited data" in the report.
 """
 
@@ -24,14 +24,14 @@ from ildstudy.lmm.at_risk import months_with_enough, patients_at_risk
 if TYPE_CHECKING:  # pragma: no cover
     from ildstudy.lmm.results import LmmFit
 
-#: Default minimum number of patients per arm with data at or after a contrast month (protocol-independent;
-#: a protocol setting may replace it later).
+#: Default minimum number of patients per arm with data at or after a contrast month (the protocol's
+#: ``analysis.min_at_risk`` replaces it in a study).
 MIN_AT_RISK = 10
 SLOPE_COLUMNS = ["kind", "term", "month", "estimate", "se", "df", "ci_low", "ci_high", "p"]
 
 
 def outcome_slopes(fit: LmmFit, formula: str, arms: list[str], reference_arm: str,
-                   months: list[float]) -> pd.DataFrame | None:
+                   months: list[float], grid: dict | None = None) -> pd.DataFrame | None:
     """Annualised slopes per arm and slope differences (arm − reference) of one outcome's model.
 
     Parameters
@@ -45,6 +45,8 @@ def outcome_slopes(fit: LmmFit, formula: str, arms: list[str], reference_arm: st
     reference_arm : str
     months : list of float
         Contrast months (used for curved time only).
+    grid : dict, optional
+        Reference-grid options passed to the slopes (``weights``, ``cov_keep``), as for the marginal means.
 
     Returns
     -------
@@ -58,8 +60,10 @@ def outcome_slopes(fit: LmmFit, formula: str, arms: list[str], reference_arm: st
         return None
     curved = "ns(" in fixed or "pl(" in fixed
     at = {"months": list(months) if curved else [0.0]}
-    s = fit.slopes("months", "arm", by="months", at=at, per=12).table
-    d = fit.slope_contrast("months", "arm", by="months", at=at, method="trt.vs.ctrl", ref=reference_arm, per=12)
+    g = grid or {}
+    s = fit.slopes("months", "arm", by="months", at=at, per=12, **g).table
+    d = fit.slope_contrast("months", "arm", by="months", at=at, method="trt.vs.ctrl", ref=reference_arm, per=12,
+                           **g)
     rows = []
     for r in s.itertuples(index=False):
         rows.append({"kind": "slope", "term": str(r.arm), "month": float(r.months) if curved else np.nan,

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ildstudy.analysis.adverse_events import AdverseEventResult
     from ildstudy.analysis.discontinuation import DiscontinuationResult
     from ildstudy.analysis.safety import SafetyResult
+    from ildstudy.analysis.sensitivity import SensitivityResult
     from ildstudy.analysis.table1 import Table1Result
 
 
@@ -101,6 +102,8 @@ class StudyResult:
     safety : :class:`~ildstudy.analysis.safety.SafetyResult` (person-time adverse events, competing-risks
         discontinuation) or ``None``; written under ``adverse_events.person_time`` and
         ``discontinuation.competing_risks``.
+    sensitivity : :class:`~ildstudy.analysis.sensitivity.SensitivityResult` (the protocol's sensitivity analyses
+        beside the primary one) or ``None`` when none is declared.
     warnings : data warnings of the run, as text (also in results.json).
     provenance : ildstudy version, protocol SHA-256, data SHA-256 (also in results.json); an optional
         ``notice`` (e.g. synthetic demo data) is shown next to the report's title.
@@ -116,6 +119,7 @@ class StudyResult:
     warnings: tuple[str, ...] = ()
     provenance: dict[str, str] = field(default_factory=dict)
     safety: SafetyResult | None = None
+    sensitivity: SensitivityResult | None = None
 
     @property
     def results(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ discontinuation -> :class:`~ildstudy.analysis.result.StudyResult`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ildstudy.analysis.cohort_checks import check_cohort_size
 from ildstudy.analysis.discontinuation import discontinuation
 from ildstudy.analysis.result import OutcomeResult, StudyResult
 from ildstudy.analysis.safety import study_safety
+from ildstudy.analysis.sensitivity import run_sensitivity
 from ildstudy.analysis.table1 import Variable, table1
 from ildstudy.analysis.trajectories import fit_outcome, model_frame
 from ildstudy.cohort import Cohort, build_cohort
@@ -104,7 +106,13 @@ def run_study(protocol: Protocol | str | Path, data: Registry | str | Path | Non
         data_hash = _cohort_hash(cohort)
     # The cohort reports unrecognised drug names itself (on every backend); drop validation's copy.
     warnings = [w for w in warnings if w.column != "drug"] + list(cohort.warnings)
-    return analyse_cohort(cohort, protocol, data_hash=data_hash, on_step=step, warnings=warnings)
+    main = analyse_cohort(cohort, protocol, data_hash=data_hash, on_step=step, warnings=warnings)
+
+    def variant(p: Protocol) -> StudyResult:
+        return analyse_cohort(build_cohort(source, p), p, data_hash=data_hash)
+
+    sensitivity = run_sensitivity(main, variant, on_step=step)
+    return main if sensitivity is None else dataclasses.replace(main, sensitivity=sensitivity)
 
 
 def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,

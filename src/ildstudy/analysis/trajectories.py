@@ -5,10 +5,13 @@ The model, as a biostatistician would write it in lme4::
     value ~ months * arm + female + age + antisynthetase + ever_smoker + (1 + months | patient)
 
 (covariates as chosen by the protocol; random intercept only if the protocol says so; with
-``time_model = "categorical"`` the visit month is a factor and the random part is an intercept).
-Arms are a factor whose reference level is the protocol's reference arm, so R prints the terms
-``armAZA`` and ``months:armAZA``. Marginal means are emmeans' (covariates at their means), with
-Satterthwaite df.
+``time_model = "categorical"`` the visit month is a factor and the random part is an intercept; with
+``natural_spline`` / ``piecewise`` the time term is ``ns(months, knots = ..., Boundary.knots = ...)`` /
+``pl(months, knots = ...)``). Arms are a factor whose reference level is the protocol's reference arm, so R
+prints the terms ``armAZA`` and ``months:armAZA``. Marginal means are emmeans' with the protocol's
+``analysis.marginal_means`` (``weights``, ``cov.keep``), Satterthwaite df. The arm differences carry their role
+(the declared primary endpoint, or exploratory) and p-values adjusted within each outcome's family
+(``analysis.multiplicity``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from ildstudy.analysis.outcome_slopes import contrast_support, outcome_slopes
 from ildstudy.analysis.result import OutcomeResult
 from ildstudy.errors import ModelError
 from ildstudy.lmm import fit_lmm
+from ildstudy.lmm.adjust import adjust_p
+from ildstudy.lmm.weighting import describe_weighting
 from ildstudy.protocol import Outcome, Protocol
 from ildstudy.variables import CovariateTerms, covariate_spec, covariates
 
@@ -54,11 +59,26 @@ def model_frame(patients: pd.DataFrame, outcomes: pd.DataFrame, outcome: str,
     return frame.rename(columns={"patient_id": "patient", "value": outcome})
 
 
+def time_term(outcome: Outcome, protocol: Protocol) -> str:
+    """The fixed-effects time term of the outcome's ``time_model``: ``months``, ``visit``,
+    ``ns(months, knots = c(12, 36), Boundary.knots = c(0, 60))`` (exactly ``splines::ns``) or
+    ``pl(months, knots = c(12))`` (piecewise linear: months plus ``pmax(months - knot, 0)`` per knot)."""
+    knots = ", ".join(f"{k:g}" for k in outcome.knots)
+    if outcome.time_model == "categorical":
+        return "visit"
+    if outcome.time_model == "natural_spline":
+        lo, hi = outcome.boundary_knots or (0.0, protocol.follow_up.max_months)
+        return f"ns(months, knots = c({knots}), Boundary.knots = c({lo:g}, {hi:g}))"
+    if outcome.time_model == "piecewise":
+        return f"pl(months, knots = c({knots}))"
+    return "months"
+
+
 def outcome_formula(outcome: Outcome, protocol: Protocol) -> str:
     """The lme4 formula: ``y ~ time * arm + covariates + time:covariate... + (random part)``; the covariate
-    x time terms are the protocol's ``analysis.time_interactions``."""
+    x time terms are the protocol's ``analysis.time_interactions``; the time term is :func:`time_term`."""
     terms = [COVARIATE_COLUMNS[c] for c in protocol.analysis.covariates]
-    time = "visit" if outcome.time_model == "categorical" else "months"
+    time = time_term(outcome, protocol)
     terms += [f"{time}:{COVARIATE_COLUMNS[c]}" for c in protocol.analysis.time_interactions]
     fixed = f"{outcome.name} ~ {time} * arm" + "".join(f" + {t}" for t in terms)
     if outcome.time_model == "categorical" or outcome.random_effects == "intercept":
@@ -92,12 +112,14 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> Ou
     if len(values) and values.nunique() == 1:
         raise ModelError(f"outcome {outcome.name}: every measurement in the cohort is {values.iloc[0]:g} "
                          f"({len(values)} measurements); a mixed model of a constant cannot be fitted")
+    grid = {"weights": protocol.analysis.marginal_means.weights, "cov_keep": protocol.analysis.marginal_means.cov_keep}
     try:
         fit = fit_lmm(formula, data, reml=True, factor_levels=levels)
-        means = fit.emmeans("arm", by=spec, at=at).table
-        change = fit.contrast(spec, by="arm", at=at, ref=_ref(spec, months)).table
-        diff = fit.contrast("arm", by=spec, at=at, method="trt.vs.ctrl", ref=protocol.reference_arm).table
-        slopes = outcome_slopes(fit, formula, arms, protocol.reference_arm, months)
+        means = fit.emmeans("arm", by=spec, at=at, **grid).table
+        change = fit.contrast(spec, by="arm", at=at, ref=_ref(spec, months), **grid).table
+        contrasts = fit.contrast("arm", by=spec, at=at, method="trt.vs.ctrl", ref=protocol.reference_arm, **grid)
+        diff = contrasts.table
+        slopes = outcome_slopes(fit, formula, arms, protocol.reference_arm, months, grid=grid)
     except ModelError as exc:
         counts = data.groupby("arm")["patient"].nunique().reindex(arms, fill_value=0)
         who = ", ".join(f"{a} {int(n)}" for a, n in counts.items())
@@ -114,6 +136,7 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> Ou
     cfb = _order_arms(cfb, arms)
     ad = pd.DataFrame({"month": _as_month(diff[spec]), "contrast": diff["contrast"].astype(str)})
     ad[CI_COLUMNS + ["p"]] = diff[CI_COLUMNS + ["p"]].to_numpy()
+    ad = adjusted_differences(ad, contrasts, fit, outcome.name, protocol)
 
     d = fit.to_dict()
     model = {
@@ -129,6 +152,8 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> Ou
         "singular": bool(getattr(fit, "singular", False)),
         "fixed_effects": d["fixed_effects"],
         "df_method": "satterthwaite",
+        **dropped_rows(data, outcome.name, protocol),
+        "marginal_means": {**grid, "description": describe_weighting(grid["weights"], grid["cov_keep"])},
         "random_effects": d["random_effects"],
         "residual_sd": d["residual_sd"],
     }
@@ -139,9 +164,43 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> Ou
         name=outcome.name, label=outcome.label or outcome.name, formula=formula, model=model,
         fixed_effects=fit.fixed_effects.copy(), marginal_means=mm, change_from_baseline=cfb,
         arm_differences=ad.reset_index(drop=True), observed=observed, slopes=slopes,
-        contrast_support=contrast_support(data, outcome.name, arms, months,
+        contrast_support=contrast_support(data, outcome.name, arms, months, minimum=protocol.analysis.min_at_risk,
                                           columns=[COVARIATE_COLUMNS[c] for c in protocol.analysis.covariates]),
     )
+
+
+def dropped_rows(data: pd.DataFrame, outcome: str, protocol: Protocol) -> dict:
+    """What the model left out, and why: ``n_dropped`` (measurements), ``n_dropped_patients`` (patients with a
+    measurement but no usable row) and ``dropped_reasons`` (covariate -> measurements missing it)."""
+    columns = {c: COVARIATE_COLUMNS[c] for c in protocol.analysis.covariates}
+    missing = data[[outcome, "months", *columns.values()]].isna()
+    bad = missing.any(axis=1)
+    kept = set(data.loc[~bad, "patient"])
+    reasons = {c: int(missing[col].sum()) for c, col in columns.items() if missing[col].any()}
+    if missing[outcome].any():
+        reasons["outcome value"] = int(missing[outcome].sum())
+    return {"n_dropped": int(bad.sum()), "n_dropped_patients": int(data["patient"].nunique() - len(kept)),
+            "dropped_reasons": reasons}
+
+
+def adjusted_differences(ad: pd.DataFrame, contrasts, fit, outcome: str, protocol: Protocol) -> pd.DataFrame:
+    """``role`` (``primary`` for the protocol's declared primary endpoint, else ``exploratory``) and
+    ``p_adjusted``: the exploratory arm differences of this outcome are one family, adjusted by
+    ``analysis.multiplicity.adjust`` (correlations from the model, L V L'); the primary one is unadjusted."""
+    pe = protocol.analysis.primary
+    primary = (np.zeros(len(ad), dtype=bool) if pe is None or pe.outcome != outcome
+               else np.isclose(ad["month"].to_numpy(dtype=float), float(pe.month)))
+    out = ad.assign(role=np.where(primary, "primary", "exploratory"), p_adjusted=ad["p"].to_numpy(dtype=float))
+    family = np.flatnonzero(~primary)
+    method = protocol.analysis.multiplicity.adjust
+    if len(family) and method != "none":
+        L = np.asarray(contrasts.L, dtype=float)[family]
+        V = L @ fit.vcov.to_numpy(dtype=float) @ L.T
+        sd = np.sqrt(np.diag(V))
+        corr = V / np.outer(sd, sd)
+        t = (ad["estimate"].to_numpy(dtype=float) / ad["se"].to_numpy(dtype=float))[family]
+        out.loc[out.index[family], "p_adjusted"] = adjust_p(t, ad["df"].to_numpy(dtype=float)[family], corr, method)
+    return out
 
 
 def _month_label(m: float) -> str:

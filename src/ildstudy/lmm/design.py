@@ -21,6 +21,7 @@ from formulaic.errors import FormulaicError
 from ildstudy.errors import ModelError
 from ildstudy.lmm.formula import MixedFormula, TimeCall, r_column_name, rewrite_time_calls
 from ildstudy.lmm.splines import make_ns_transform, make_pl_transform
+from ildstudy.lmm.weighting import frequency_table
 
 _FACTOR_CALL = re.compile(r"\b(?:as\.)?factor\(\s*`?([A-Za-z_.][A-Za-z0-9_.]*)`?\s*\)")
 
@@ -55,6 +56,10 @@ class Encoding:
         The ``ns()`` / ``pl()`` calls of the formula, in order.
     context : dict
         formulaic evaluation context: one stateful transform per time call.
+    level_counts : DataFrame or None
+        Counts of the fitted rows per combination of the fixed-part factors and few-valued numeric
+        variables (:func:`ildstudy.lmm.weighting.frequency_table`): what emmeans' ``weights`` and
+        ``cov.keep`` need. None when the fit did not see the rows (statistics computed in an engine).
     """
 
     fixed: str
@@ -69,6 +74,7 @@ class Encoding:
     numeric_ranges: dict[str, tuple[float, float]]
     time_calls: tuple[TimeCall, ...]
     context: dict[str, Any]
+    level_counts: pd.DataFrame | None = None
 
     def frame(self, data: pd.DataFrame) -> pd.DataFrame:
         """Return ``data`` with the model's factor columns encoded with the fitted levels."""
@@ -228,6 +234,9 @@ def build_design(
         numeric_ranges=numeric_ranges,
         time_calls=time_calls,
         context=context,
+        level_counts=frequency_table(
+            model_frame, [v for v in ordered_vars if v in factors], [v for v in ordered_vars if v in numeric_means]
+        ),
     )
     return Design(
         formula=formula,

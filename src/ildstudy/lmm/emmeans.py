@@ -3,10 +3,12 @@
 The reference grid crosses every variable of the fixed part: factors at all their levels,
 numeric covariates at their mean over the rows used in the fit (emmeans' ``cov.reduce = mean``)
 except those with at most two distinct values (0/1 indicators), which keep both values like a
-factor (emmeans' default ``cov.keep = "2"``), and variables given in ``at``, which take those values. A marginal mean of a cell of
-``specs`` x ``by`` is the equally weighted average of the model's predictions over the grid rows of
-that cell (emmeans' default ``weights = "equal"``); it is a linear combination L beta, so its
-standard error and Satterthwaite df come from :mod:`ildstudy.lmm.satterthwaite`, exactly as
+factor (emmeans' default ``cov.keep = "2"``; other thresholds or names with ``cov_keep``), and
+variables given in ``at``, which take those values. A marginal mean of a cell of ``specs`` x ``by``
+is the average of the model's predictions over the grid rows of that cell, equally weighted by
+default (emmeans' ``weights = "equal"``; ``"proportional"``, ``"outer"``, ``"cells"`` and ``"flat"``
+as emmeans defines them, see :mod:`ildstudy.lmm.weighting`); it is a linear combination L beta, so
+its standard error and Satterthwaite df come from :mod:`ildstudy.lmm.satterthwaite`, exactly as
 emmeans obtains them from lmerTest with ``lmer.df = "satterthwaite"``.
 
 What the ILD study needs is one call each::
@@ -15,7 +17,8 @@ What the ILD study needs is one call each::
     fit.contrast("months", by="arm", at={"months": months}, ref=0)         # change from month 0
     fit.contrast("arm", by="months", at={"months": months})                # AZA - MMF per month
 
-p-values are unadjusted (emmeans adjusts families of more than one contrast by default).
+p-values are unadjusted (emmeans adjusts families of more than one contrast by default); for a
+family adjustment (Holm, Bonferroni, Sidak, multivariate t) see :mod:`ildstudy.lmm.adjust`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ import pandas as pd
 
 from ildstudy.errors import ModelError
 from ildstudy.lmm.design import level_label, model_rows
+from ildstudy.lmm.weighting import (
+    COUNT_COLUMN, MAX_KEPT_VALUES, CovKeep, Weighting, cell_weights, check_weights, cov_keep_rule,
+    grid_frequencies,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ildstudy.lmm.results import LmmFit
@@ -71,6 +78,9 @@ class Contrasts:
         names it, so that a variable called ``t`` can be a ``by`` column).
     L : ndarray, shape (m, p)
     level : float
+    vcov : ndarray, shape (m, m), or None
+        Covariance of the contrasts, ``L V L'`` (V = ``fit.vcov``), for family-wise adjustments
+        (:func:`ildstudy.lmm.adjust.adjust_contrasts`).
     """
 
     specs: str
@@ -78,6 +88,7 @@ class Contrasts:
     table: pd.DataFrame
     L: np.ndarray
     level: float
+    vcov: np.ndarray | None = None
 
 
 def marginal_means(
@@ -86,6 +97,8 @@ def marginal_means(
     by: str | list[str] | None = None,
     at: dict[str, list] | None = None,
     level: float = 0.95,
+    weights: Weighting = "equal",
+    cov_keep: CovKeep = 2,
 ) -> MarginalMeans:
     """Marginal means of ``specs`` within ``by``, as ``emmeans(fit, specs, by = by, at = at)``.
 
@@ -100,13 +113,33 @@ def marginal_means(
         Values of variables in the reference grid, e.g. ``{"months": [0, 6, 12]}``.
     level : float
         Confidence level.
+    weights : {"equal", "proportional", "outer", "cells", "flat"}
+        How the grid rows of a cell are averaged, with emmeans' meanings
+        (:mod:`ildstudy.lmm.weighting`); frequencies are those of the observations used in the fit.
+    cov_keep : int, str or list
+        emmeans' ``cov.keep``: numeric covariates with at most this many distinct values (default 2),
+        or named ones, enter the grid at each value; the others at their mean. ``0``: all at means.
 
     Returns
     -------
     MarginalMeans
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from ildstudy.lmm import fit_lmm
+    >>> rng = np.random.default_rng(2)
+    >>> g = np.repeat(np.arange(40), 4); t = np.tile([0.0, 6, 12, 24], 40)
+    >>> arm = np.where(g < 20, "A", "B"); female = (g % 3 == 0).astype(float)
+    >>> y = 60 + 0.1 * t + 2 * female + rng.normal(size=40)[g] + rng.normal(size=160)
+    >>> data = pd.DataFrame({"y": y, "t": t, "g": g, "arm": arm, "female": female})
+    >>> fit = fit_lmm("y ~ t * arm + female + (1 | g)", data)
+    >>> m = fit.emmeans("arm", by="t", at={"t": [0, 12]}, weights="proportional")
+    >>> list(m.table.columns)
+    ['arm', 't', 'estimate', 'se', 'df', 'ci_low', 'ci_high']
     """
     specs_t, by_t = _names(fit, specs), _names(fit, by)
-    cells, L = _cells(fit, specs_t + by_t, dict(at or {}))
+    cells, L = _cells(fit, specs_t + by_t, dict(at or {}), weights, cov_keep)
     table = fit.linear_combination(L, level=level).drop(columns=["t", "p"])
     for i, name in enumerate(specs_t + by_t):
         table.insert(i, name, [cell[i] for cell in cells])
@@ -123,6 +156,8 @@ def contrasts(
     method: str | dict = "trt.vs.ctrl",
     ref: Any = None,
     level: float = 0.95,
+    weights: Weighting = "equal",
+    cov_keep: CovKeep = 2,
 ) -> Contrasts:
     """Contrasts between the marginal means of ``specs`` within each ``by`` cell.
 
@@ -131,7 +166,7 @@ def contrasts(
     fit : LmmFit
     specs : str
         The variable whose levels are compared.
-    by, at, level
+    by, at, level, weights, cov_keep
         As :func:`marginal_means`.
     method : {"trt.vs.ctrl", "pairwise", "revpairwise"} or dict
         ``"trt.vs.ctrl"``: every level minus ``ref`` (default: the first level, the reference),
@@ -143,7 +178,7 @@ def contrasts(
     """
     if not isinstance(specs, str):
         raise ModelError("contrast() compares the levels of one variable; give specs as a string")
-    means = marginal_means(fit, specs, by=by, at=at, level=level)
+    means = marginal_means(fit, specs, by=by, at=at, level=level, weights=weights, cov_keep=cov_keep)
     spec = means.specs[0]
     levels = list(dict.fromkeys(means.table[spec]))
     weights = _contrast_weights(spec, levels, method, ref, fit)
@@ -161,11 +196,22 @@ def contrasts(
     table = fit.linear_combination(L, level=level, labels=labels).rename(columns={"t": "t_ratio"})
     for i, name in enumerate(means.by):
         table.insert(1 + i, name, [cell[i] for cell in by_values])
-    return Contrasts(specs=spec, by=means.by, table=table, L=L, level=level)
+    vcov = L @ fit.sensitivity.vcov_beta @ L.T
+    return Contrasts(specs=spec, by=means.by, table=table, L=L, level=level, vcov=vcov)
 
 
-def reference_grid(fit: LmmFit, at: dict[str, list] | None = None) -> pd.DataFrame:
-    """The reference grid: every combination of factor levels and ``at`` values, covariates at means."""
+def reference_grid(fit: LmmFit, at: dict[str, list] | None = None, cov_keep: CovKeep = 2) -> pd.DataFrame:
+    """The reference grid: every combination of factor levels, kept covariate values and ``at`` values.
+
+    Numeric covariates not in ``at`` are kept at each of their values if ``cov_keep`` says so
+    (:func:`ildstudy.lmm.weighting.cov_keep_rule`; default: those with at most two values, emmeans'
+    ``cov.keep = "2"``) and are otherwise at their mean over the fitted rows.
+    """
+    return _grid(fit, at, cov_keep)[0]
+
+
+def _grid(fit: LmmFit, at: dict[str, list] | None, cov_keep: CovKeep) -> tuple[pd.DataFrame, list[str]]:
+    """The grid and the names of its kept numeric covariates."""
     enc = fit.encoding
     at = dict(at or {})
     unknown = [name for name in at if _model_name(fit, name) not in enc.fixed_variables]
@@ -175,7 +221,17 @@ def reference_grid(fit: LmmFit, at: dict[str, list] | None = None) -> pd.DataFra
             f"({', '.join(enc.fixed_variables)})"
         )
     at = {_model_name(fit, k): v for k, v in at.items()}
-    values = {}
+    threshold, keep_names = cov_keep_rule(cov_keep)
+    bad = [n for n in keep_names if n not in enc.numeric_means and _model_name(fit, n) not in enc.factors]
+    if bad:
+        raise ModelError(
+            f"cov_keep names {', '.join(map(repr, bad))}, not a numeric fixed-effects variable "
+            f"({', '.join(sorted(enc.numeric_means)) or 'none'})"
+        )
+    clash = [n for n in keep_names if n in at]
+    if clash:
+        raise ModelError(f"{', '.join(map(repr, clash))} is given in both 'at' and cov_keep; give it in one of them")
+    values, kept = {}, []
     for name in enc.fixed_variables:
         if name in at:
             given = list(np.atleast_1d(at[name]))
@@ -188,25 +244,76 @@ def reference_grid(fit: LmmFit, at: dict[str, list] | None = None) -> pd.DataFra
             values[name] = given
         elif name in enc.factors:
             values[name] = list(enc.factors[name])
-        elif name in enc.numeric_values:  # emmeans' cov.keep = "2": 0/1 covariates kept, averaged
-            values[name] = list(enc.numeric_values[name])
         else:
-            values[name] = [enc.numeric_means[name]]
+            distinct = _kept_values(fit, name, threshold, name in keep_names)
+            if distinct is None:
+                values[name] = [enc.numeric_means[name]]
+            else:
+                values[name] = list(distinct)
+                kept.append(name)
     rows = list(itertools.product(*values.values()))
-    return pd.DataFrame(rows, columns=list(values.keys()))
+    return pd.DataFrame(rows, columns=list(values.keys())), kept
 
 
-def _cells(fit: LmmFit, names: tuple[str, ...], at: dict) -> tuple[list[tuple], np.ndarray]:
-    grid = reference_grid(fit, at)
+def _kept_values(fit: LmmFit, name: str, threshold: int, named: bool) -> tuple[float, ...] | None:
+    """The covariate's distinct values if ``cov_keep`` keeps it, else None (it goes to its mean)."""
+    enc = fit.encoding
+    if name in enc.numeric_values:  # at most two values, known for every kind of fit
+        distinct = enc.numeric_values[name]
+        return distinct if named or len(distinct) <= threshold else None
+    if not named and threshold <= 2:
+        return None  # more than two values: reduced at emmeans' default and below
+    counts = _counts(fit, f"cov_keep={threshold if not named else name!r}")
+    if name not in counts.columns:
+        if named:
+            raise ModelError(
+                f"cov_keep names {name!r}, which has more than {MAX_KEPT_VALUES} distinct values; "
+                "give its values in 'at' instead"
+            )
+        return None
+    distinct = tuple(sorted(float(v) for v in pd.unique(counts[name])))
+    return distinct if named or len(distinct) <= threshold else None
+
+
+def _counts(fit: LmmFit, what: str) -> pd.DataFrame:
+    """The fitted rows' frequency table, or a ModelError saying why ``what`` cannot be honoured."""
+    counts = fit.encoding.level_counts
+    if counts is None or int(counts[COUNT_COLUMN].sum()) != fit.n_obs:
+        raise ModelError(
+            f"{what} needs the frequencies of the observations used in the fit, which this fit does not "
+            "carry (it was made from sufficient statistics); use weights='equal' and cov_keep=2"
+        )
+    return counts
+
+
+def _cells(
+    fit: LmmFit, names: tuple[str, ...], at: dict, weights: str = "equal", cov_keep: CovKeep = 2
+) -> tuple[list[tuple], np.ndarray]:
+    check_weights(weights)
+    grid, kept = _grid(fit, at, cov_keep)
     frame = grid.rename(columns={k: v for k, v in fit.encoding.sources.items() if k != v})
     X = model_rows(fit.encoding, frame, "fixed")
     keys = [tuple(row) for row in grid[list(names)].itertuples(index=False)] if names else [()] * len(grid)
     cells = list(dict.fromkeys(keys))
     position = {cell: i for i, cell in enumerate(cells)}
     index = np.array([position[key] for key in keys])
+    wgt = None
+    averaged = [c for c in grid.columns if c not in names and grid[c].nunique() > 1]
+    if weights != "equal" and averaged:
+        counted = [c for c in grid.columns if c in fit.encoding.factors] + kept
+        wgt = grid_frequencies(grid, _counts(fit, f"weights={weights!r}"), counted)
+    w = cell_weights(grid, wgt, names, weights)
+    totals = np.bincount(index, weights=w, minlength=len(cells))
+    empty = [cells[i] for i in np.flatnonzero(totals <= 0)]
+    if empty:
+        label = ", ".join(f"{n}={v}" for n, v in zip(names, empty[0]))
+        raise ModelError(
+            f"weights={weights!r}: the cell {label or '(all)'} has no observations in the data used in the fit, "
+            "so its mean is not estimable with these weights"
+        )
     L = np.zeros((len(cells), X.shape[1]))
-    np.add.at(L, index, X)
-    L /= np.bincount(index, minlength=len(cells))[:, None]
+    np.add.at(L, index, X * w[:, None])
+    L /= totals[:, None]
     return cells, L
 
 

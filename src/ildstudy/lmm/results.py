@@ -17,6 +17,7 @@ from ildstudy.lmm.satterthwaite import VarianceSensitivity, linear_combination_t
 if TYPE_CHECKING:  # pragma: no cover
     from ildstudy.lmm.emmeans import Contrasts, MarginalMeans
     from ildstudy.lmm.trends import Slopes
+    from ildstudy.lmm.weighting import CovKeep, Weighting
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,41 +166,45 @@ class LmmFit:
     def emmeans(
         self, specs: str | list[str], by: str | list[str] | None = None,
         at: dict[str, list] | None = None, level: float = 0.95,
+        weights: Weighting = "equal", cov_keep: CovKeep = 2,
     ) -> MarginalMeans:
         """Marginal means as emmeans computes them; see :func:`ildstudy.lmm.emmeans.marginal_means`."""
         from ildstudy.lmm.emmeans import marginal_means
 
-        return marginal_means(self, specs, by=by, at=at, level=level)
+        return marginal_means(self, specs, by=by, at=at, level=level, weights=weights, cov_keep=cov_keep)
 
     def contrast(
         self, specs: str, by: str | list[str] | None = None, at: dict[str, list] | None = None,
         method: str | dict = "trt.vs.ctrl", ref: Any = None, level: float = 0.95,
+        weights: Weighting = "equal", cov_keep: CovKeep = 2,
     ) -> Contrasts:
         """Contrasts between marginal means; see :func:`ildstudy.lmm.emmeans.contrasts`."""
         from ildstudy.lmm.emmeans import contrasts
 
-        return contrasts(self, specs, by=by, at=at, method=method, ref=ref, level=level)
+        return contrasts(self, specs, by=by, at=at, method=method, ref=ref, level=level, weights=weights,
+                         cov_keep=cov_keep)
 
     def slopes(
         self, var: str, specs: str | list[str], by: str | list[str] | None = None,
         at: dict[str, list] | None = None, delta: float | None = None, per: float = 1.0,
-        level: float = 0.95,
+        level: float = 0.95, weights: Weighting = "equal", cov_keep: CovKeep = 2,
     ) -> Slopes:
         """Slopes of marginal means over ``var`` (emtrends); see :func:`ildstudy.lmm.trends.slopes`."""
         from ildstudy.lmm.trends import slopes
 
-        return slopes(self, var, specs, by=by, at=at, delta=delta, per=per, level=level)
+        return slopes(self, var, specs, by=by, at=at, delta=delta, per=per, level=level, weights=weights,
+                      cov_keep=cov_keep)
 
     def slope_contrast(
         self, var: str, specs: str, by: str | list[str] | None = None, at: dict[str, list] | None = None,
         method: str | dict = "trt.vs.ctrl", ref: Any = None, delta: float | None = None,
-        per: float = 1.0, level: float = 0.95,
+        per: float = 1.0, level: float = 0.95, weights: Weighting = "equal", cov_keep: CovKeep = 2,
     ) -> pd.DataFrame:
         """Differences between slopes; see :func:`ildstudy.lmm.trends.slope_contrasts`."""
         from ildstudy.lmm.trends import slope_contrasts
 
         return slope_contrasts(self, var, specs, by=by, at=at, method=method, ref=ref, delta=delta,
-                               per=per, level=level)
+                               per=per, level=level, weights=weights, cov_keep=cov_keep)
 
     def predict(
         self, newdata: pd.DataFrame, level: Literal["population", "conditional"] = "population"

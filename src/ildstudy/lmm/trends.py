@@ -24,6 +24,7 @@ import pandas as pd
 
 from ildstudy.errors import ModelError
 from ildstudy.lmm.emmeans import MarginalMeans, _by_blocks, _cells, _contrast_weights, _model_name, _names, _order
+from ildstudy.lmm.weighting import CovKeep, Weighting
 
 if TYPE_CHECKING:  # pragma: no cover
     from ildstudy.lmm.results import LmmFit
@@ -68,6 +69,8 @@ def slopes(
     delta: float | None = None,
     per: float = 1.0,
     level: float = 0.95,
+    weights: Weighting = "equal",
+    cov_keep: CovKeep = 2,
 ) -> Slopes:
     """Slopes over ``var`` per cell, as ``emtrends(fit, ~ specs | by, var = var, at = at)``.
 
@@ -83,6 +86,9 @@ def slopes(
         Step h of the forward difference; default emtrends' ``0.001 * diff(range(var))``.
     per : float
         Rescale the slope (``12`` for per year when ``var`` is in months).
+    weights, cov_keep
+        As :func:`ildstudy.lmm.emmeans.marginal_means` (emtrends passes them to emmeans); ``var`` is
+        always a grid variable given by value, never a kept covariate.
 
     Returns
     -------
@@ -118,8 +124,8 @@ def slopes(
     base = np.atleast_1d(np.asarray(at0.get(var, [enc.numeric_means[var_name]]), dtype=np.float64))
     at1 = {**at0, var: list(base + h)}
     at0 = {**at0, var: list(base)}
-    cells, L0 = _cells(fit, specs_t + by_t, at0)
-    _, L1 = _cells(fit, specs_t + by_t, at1)
+    cells, L0 = _cells(fit, specs_t + by_t, at0, weights, cov_keep)
+    _, L1 = _cells(fit, specs_t + by_t, at1, weights, cov_keep)
     L = (L1 - L0) / h * per
     table = fit.linear_combination(L, level=level).rename(columns={"t": "t_ratio"})
     for i, name in enumerate(specs_t + by_t):
@@ -140,6 +146,8 @@ def slope_contrasts(
     delta: float | None = None,
     per: float = 1.0,
     level: float = 0.95,
+    weights: Weighting = "equal",
+    cov_keep: CovKeep = 2,
 ) -> pd.DataFrame:
     """Differences between slopes (e.g. ``"AZA - MMF"`` per month), as ``contrast(emtrends(...))``.
 
@@ -150,7 +158,7 @@ def slope_contrasts(
     """
     if not isinstance(specs, str):
         raise ModelError("slope_contrasts() compares the levels of one variable; give specs as a string")
-    s = slopes(fit, var, specs, by=by, at=at, delta=delta, per=per, level=level)
+    s = slopes(fit, var, specs, by=by, at=at, delta=delta, per=per, level=level, weights=weights, cov_keep=cov_keep)
     means = MarginalMeans(specs=s.specs, by=s.by, table=s.table, L=s.L, level=level)
     spec = s.specs[0]
     levels = list(dict.fromkeys(s.table[spec]))

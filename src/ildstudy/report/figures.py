@@ -103,6 +103,14 @@ def render_figures(result: StudyResult, folder: Path) -> list[RenderedFigure]:
                                                              max_months=max_months)
             out.append(_save(fig, folder, "cumulative_incidence", "Discontinuation with competing causes",
                              figures_safety.cumulative_incidence_caption()))
+        if result.sensitivity is not None:
+            from ildstudy.report import figures_sensitivity
+
+            fig = figures_sensitivity.sensitivity_forest(
+                result.sensitivity, {o.name: o.label for o in result.outcomes.values()}, contrast=contrast,
+                treatment=p.treatment_arm if len(p.compared_arms) == 1 else "arm")
+            out.append(_save(fig, folder, "sensitivity_forest", "Sensitivity analyses",
+                             figures_sensitivity.sensitivity_caption(result.sensitivity, contrast)))
     return out
 
 

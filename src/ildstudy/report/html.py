@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ildstudy.analysis.result import StudyResult
-from ildstudy.report import extract, safety_section, tables, text
+from ildstudy.report import extract, safety_section, sensitivity_section, tables, text
 from ildstudy.report.figures import RenderedFigure, render_figures
 from ildstudy.report.formatting import fmt_month
 from ildstudy.report.style import arm_colours
@@ -82,7 +82,7 @@ def report_context(result: StudyResult, figures: list[RenderedFigure]) -> dict[s
     outcomes = [{"name": o.name, "label": o.label, "figure": by_name.get(f"trajectory_{o.name}"),
                  "rows": tables.contrasts(result, o), "model": tables.model_appendix(o),
                  "slopes": safety_section.slope_rows(o), "limited": safety_section.limited_months(o),
-                 "min_at_risk": safety_section.min_at_risk(o)}
+                 "min_at_risk": safety_section.min_at_risk(o), "dropped": text.dropped_sentence(o)}
                 for o in result.outcomes.values()]
     return {
         "title": p.title or p.name,
@@ -106,6 +106,8 @@ def report_context(result: StudyResult, figures: list[RenderedFigure]) -> dict[s
         "km_figure": by_name.get("discontinuation_km"),
         "km_month": fmt_month(extract.headline_month(result)),
         "safety": safety_section.safety_context(result, by_name.get("cumulative_incidence")),
+        "multiplicity": text.multiplicity_labels(p),
+        "sensitivity": sensitivity_section.sensitivity_context(result, by_name.get("sensitivity_forest")),
         "provenance": extract.provenance(result),
         "colours": arm_colours(extract.arm_names(result)),
     }

@@ -197,7 +197,11 @@ def contrasts(result: StudyResult, outcome: OutcomeResult) -> list[dict[str, Any
                                 "sig": False})
         diffs = [{"diff": fmt_num(d["estimate"], 1, sign=True) if d else DASH,
                   "diff_ci": fmt_ci(d.get("ci_low"), d.get("ci_high")) if d else "",
-                  "p": fmt_p(d.get("p")) if d else DASH, "sig": significant(d.get("p")) if d else False}
+                  "p": fmt_p(d.get("p")) if d else DASH, "sig": significant(d.get("p")) if d else False,
+                  "primary": bool(d) and d.get("role") == "primary",
+                  "p_adj": (DASH if not d or d.get("role") == "primary" or is_missing(d.get("p_adjusted"))
+                            else fmt_p(d.get("p_adjusted"))),
+                  "sig_adj": bool(d) and d.get("role") != "primary" and significant(d.get("p_adjusted"))}
                  for d in extract.differences_at(outcome.arm_differences, m, names)]
         rows.append({"month": fmt_month(m), "means": means, "changes": changes, "diffs": diffs})
     return rows

@@ -7,6 +7,7 @@ journals print them (:func:`~ildstudy.report.formatting.fmt_p_prose`); exact val
 from __future__ import annotations
 
 from ildstudy.analysis.result import StudyResult
+from ildstudy.lmm.weighting import describe_weighting
 from ildstudy.report import extract
 from ildstudy.report.formatting import (
     and_join,
@@ -122,6 +123,14 @@ def summary_sentences(result: StudyResult) -> list[str]:
             only = "only " if len(sig) == 1 else ""
             out.append(f"Of these, {only}the difference{'s' if len(sig) > 1 else ''} in {and_join(sig)} "
                        f"{verb} statistically significant (p < 0.05).")
+        pe = p.analysis.primary
+        if pe is not None:
+            label = next((o.label for o in result.outcomes.values() if o.name == pe.outcome), pe.outcome)
+            adj = ADJUST_SHORT[p.analysis.multiplicity.adjust]
+            rest = ("" if p.analysis.multiplicity.adjust == "none"
+                    else f"; {adj}-adjusted p-values are in the tables")
+            out.append(f"The primary endpoint was {prose_label(label)} at {fmt_month(pe.month)} months; the other "
+                       f"differences are exploratory{rest}.")
 
     ae = result.adverse_events
     by_arm = extract.ae_by_arm(ae) if ae is not None else {}
@@ -170,18 +179,88 @@ def model_sentence(result: StudyResult) -> str:
     covs = and_join([COVARIATES.get(c, c) for c in p.analysis.covariates])
     groups: dict[tuple[str, str], list[str]] = {}
     for o in p.outcomes:
-        groups.setdefault((o.time_model, o.random_effects), []).append(prose_label(o.label or o.name))
+        groups.setdefault((_time_words(o, p), o.random_effects), []).append(prose_label(o.label or o.name))
     parts = []
-    for (time_model, re_kind), names in groups.items():
-        time = "months (linear) \u00d7 arm" if time_model == "linear" else "visit month (categorical) \u00d7 arm"
+    for (time, re_kind), names in groups.items():
         random = ("a random intercept and slope per patient" if re_kind == "intercept_slope"
                   else "a random intercept per patient")
         parts.append(f"a linear mixed-effects model of {and_join(names)} with {time}, adjusted for {covs}, "
                      f"with {random}, fitted by REML, with Satterthwaite degrees of freedom")
     months = ", ".join(fmt_month(m) for m in p.analysis.contrast_months)
-    return (f"Each outcome was analysed with {'; and '.join(parts)}. Adjusted marginal means (covariates at "
-            f"their sample averages), changes from month 0 and differences {extract.contrast_label(result)} "
-            f"with 95% confidence intervals are reported at months {months}.")
+    mm = p.analysis.marginal_means
+    dropped = [f"{int(o.model['n_dropped'])} measurements of {prose_label(o.label)} "
+               f"({int(o.model.get('n_dropped_patients', 0))} patients) for a missing "
+               f"{and_join(list(o.model.get('dropped_reasons', {})))}"
+               for o in result.outcomes.values() if o.model.get("n_dropped")]
+    dropped_text = (f" Measurements with a missing covariate were left out of the model: {and_join(dropped)}."
+                    if dropped else " No measurement was left out for a missing covariate.")
+    return (f"Each outcome was analysed with {'; and '.join(parts)}. Adjusted marginal means, changes from "
+            f"month 0 and differences {extract.contrast_label(result)} with 95% confidence intervals are reported "
+            f"at months {months}; in the marginal means, {describe_weighting(mm.weights, mm.cov_keep)}. "
+            f"A month is flagged as having limited data when an arm has fewer than {p.analysis.min_at_risk} "
+            f"patients with a measurement at or after it.{dropped_text}")
+
+
+def _time_words(o, p) -> str:
+    """The time term of an outcome's model in words."""
+    knots = ", ".join(fmt_month(k) for k in o.knots)
+    if o.time_model == "categorical":
+        return "visit month (categorical) \u00d7 arm"
+    if o.time_model == "natural_spline":
+        lo, hi = o.boundary_knots or (0.0, p.follow_up.max_months)
+        return (f"a natural cubic spline of months (interior knots at {knots} months, boundary knots at "
+                f"{fmt_month(lo)} and {fmt_month(hi)}; R splines::ns) \u00d7 arm")
+    if o.time_model == "piecewise":
+        return f"piecewise-linear months (slope changes at {knots} months) \u00d7 arm"
+    return "months (linear) \u00d7 arm"
+
+
+ADJUST_SHORT = {"none": "Unadjusted", "holm": "Holm", "bonferroni": "Bonferroni", "sidak": "Šidák",
+                "mvt": "mvt"}
+
+
+def multiplicity_labels(p) -> dict[str, str]:
+    """The contrast tables' adjusted-p column heading and their footnote."""
+    pe = p.analysis.primary
+    how = {"none": "are not adjusted", "holm": "are Holm-adjusted", "bonferroni": "are Bonferroni-adjusted",
+           "sidak": "are Šidák-adjusted", "mvt": "are adjusted by the multivariate-t method (emmeans \u201cmvt\u201d)"}
+    lead = "No primary endpoint was declared: every difference is exploratory"
+    if pe is not None:
+        label = next((o.label or o.name for o in p.outcomes if o.name == pe.outcome), pe.outcome)
+        lead = (f"Primary endpoint: {label} at {fmt_month(pe.month)} months (unadjusted p); every other difference "
+                "is exploratory")
+    return {"short": ADJUST_SHORT[p.analysis.multiplicity.adjust],
+            "note": f"{lead}, and its p-values {how[p.analysis.multiplicity.adjust]} within the outcome, over the "
+                    "contrast months."}
+
+
+def dropped_sentence(o) -> str:
+    """What the outcome's model left out for a missing covariate, in one sentence ('' when nothing)."""
+    n = int(o.model.get("n_dropped") or 0)
+    if not n:
+        return ""
+    reasons = o.model.get("dropped_reasons", {})
+    why = and_join([f"{k} ({v})" for k, v in reasons.items()])
+    return (f"{n} measurement{'s' if n != 1 else ''} ({int(o.model.get('n_dropped_patients', 0))} patients without "
+            f"any usable one) left out of the model for a missing value: {why}.")
+
+
+def multiplicity_sentence(p) -> str:
+    """The primary endpoint and how the other p-values were adjusted, in words."""
+    words = {"none": "not adjusted", "holm": "adjusted by Holm's method", "bonferroni": "Bonferroni-adjusted",
+             "sidak": "Šidák-adjusted",
+             "mvt": "adjusted by the single-step multivariate-t method (emmeans adjust = \"mvt\")"}
+    how = words[p.analysis.multiplicity.adjust]
+    family = "within each outcome, over its contrast months"
+    pe = p.analysis.primary
+    if pe is None:
+        return (f"No primary endpoint was declared; every contrast is exploratory, with p-values {how} {family} "
+                "(unadjusted p also shown).")
+    label = next((o.label or o.name for o in p.outcomes if o.name == pe.outcome), pe.outcome)
+    return (f"The primary endpoint was the difference in {prose_label(label)} at {fmt_month(pe.month)} months, "
+            f"tested at the two-sided 5% level without adjustment; all other contrasts are exploratory, with "
+            f"p-values {how} {family} (unadjusted p also shown). Adverse-event and discontinuation comparisons "
+            "are exploratory and unadjusted.")
 
 
 def methods_paragraphs(result: StudyResult) -> list[str]:
@@ -241,6 +320,6 @@ def methods_paragraphs(result: StudyResult) -> list[str]:
         f"(for any reason, and for adverse events) was estimated with Kaplan–Meier curves, compared with the "
         f"log-rank test and summarised by Cox hazard ratios "
         f"({'each arm vs ' + p.reference_arm + ', one model' if many else p.treatment_arm + ' vs ' + p.reference_arm}). p-values "
-        f"are two-sided and not adjusted for multiple comparisons; the report highlights p < 0.05."
+        f"are two-sided. {multiplicity_sentence(p)}"
     )
     return [cohort, stats]
