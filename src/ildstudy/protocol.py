@@ -24,6 +24,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, Stric
                       field_validator, model_validator)
 
 from ildstudy.data.coerce import category_lookup
+from ildstudy.data.omop.concepts import OmopSettings
 from ildstudy.data.schema import PATIENTS
 from ildstudy.errors import ProtocolError
 from ildstudy.reference.drugs import DrugNames, declared_drug_names
@@ -218,6 +219,66 @@ class Sensitivity(_Settings):
         return self
 
 
+#: Designs of the ``[confounding]`` table (``none``: the unadjusted comparison only).
+CONFOUNDING_DESIGNS = ("none", "iptw_ate", "iptw_att", "overlap", "matching")
+#: Added to ``analysis.covariates`` in the default propensity-score model.
+DEFAULT_PS_EXTRA = ("baseline_fvc_pct_pred", "baseline_dlco_pct_pred", "diagnosis")
+
+
+class Confounding(_Settings):
+    """Confounding by indication (``[confounding]``, docs/protocol.md): the propensity score of the first arm,
+    the design that uses it, and the outcome analyses re-run under it (:mod:`ildstudy.analysis.confounding`).
+
+    ``design`` is the primary design, ``also`` further designs reported beside it; the unadjusted comparison is
+    always shown. Two arms only: with more arms the analyses are skipped with a warning naming this table."""
+
+    design: Literal["none", "iptw_ate", "iptw_att", "overlap", "matching"] = "none"
+    also: tuple[Literal["iptw_ate", "iptw_att", "overlap", "matching"], ...] = ()
+    #: Registered covariates of the propensity model (default: analysis.covariates + baseline FVC and DLCO %
+    #: predicted + diagnosis).
+    ps_covariates: tuple[StrictStr, ...] | None = None
+    #: Multiply IPTW weights by the arm shares.
+    stabilize: StrictBool = True
+    #: Drop patients with a score outside [trim, 1 - trim] (0: none).
+    trim: Number = Field(default=0.0, ge=0, lt=0.5)
+    #: Cap weights at this quantile (e.g. 0.99; unset: no truncation).
+    truncate: Number | None = Field(default=None, gt=0.5, lt=1)
+    #: Matching: caliper in SDs of the logit of the score (0: no caliper), controls per treated, reuse.
+    caliper: Number = Field(default=0.2, ge=0)
+    ratio: StrictInt = Field(default=1, ge=1, le=10)
+    replace: StrictBool = False
+
+    @field_validator("ps_covariates")
+    @classmethod
+    def _known(cls, v):
+        if v is None:
+            return v
+        known = registered_covariates()
+        bad = [c for c in v if c not in known]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} not a known covariate; known: {', '.join(known)}")
+        if len(set(v)) != len(v) or not v:
+            raise ValueError("covariates must be distinct, at least one")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Confounding":
+        if self.design in self.also or len(set(self.also)) != len(self.also):
+            raise ValueError("also: each design at most once, and not the primary design")
+        return self
+
+    @property
+    def designs(self) -> tuple[str, ...]:
+        """The designs analysed, primary first (without ``none``)."""
+        return tuple(d for d in (self.design, *self.also) if d != "none")
+
+    def covariate_names(self, analysis: "Analysis") -> tuple[str, ...]:
+        """The propensity model's covariates: ``ps_covariates``, or the default."""
+        if self.ps_covariates is not None:
+            return self.ps_covariates
+        return tuple(dict.fromkeys((*analysis.covariates, *DEFAULT_PS_EXTRA)))
+
+
 class Protocol(_Settings):
     """A complete study protocol. See ``docs/protocol.md``."""
 
@@ -238,6 +299,10 @@ class Protocol(_Settings):
     override_builtin_drug_names: StrictBool = False
     #: Sensitivity analyses (``[[sensitivity]]``), each run on the same registry and shown side by side.
     sensitivity: tuple[Sensitivity, ...] = ()
+    #: OMOP CDM input: concept sets and drug eras (``[omop]``, docs/inputs.md); None = the defaults.
+    omop: OmopSettings | None = None
+    #: Confounding by indication: propensity score, weighting / matching, balance (``[confounding]``).
+    confounding: Confounding | None = None
 
     @model_validator(mode="after")
     def _checked(self) -> "Protocol":

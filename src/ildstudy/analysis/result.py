@@ -20,6 +20,7 @@ from ildstudy.protocol import Protocol
 
 if TYPE_CHECKING:
     from ildstudy.analysis.adverse_events import AdverseEventResult
+    from ildstudy.analysis.confounding.result import ConfoundingResult
     from ildstudy.analysis.discontinuation import DiscontinuationResult
     from ildstudy.analysis.safety import SafetyResult
     from ildstudy.analysis.sensitivity import SensitivityResult
@@ -120,6 +121,9 @@ class StudyResult:
     provenance: dict[str, str] = field(default_factory=dict)
     safety: SafetyResult | None = None
     sensitivity: SensitivityResult | None = None
+    #: Confounding by indication (:mod:`ildstudy.analysis.confounding`): propensity score, designs, balance and the
+    #: outcome analyses under them; ``None`` without a ``[confounding]`` table in the protocol.
+    confounding: ConfoundingResult | None = None
 
     @property
     def results(self) -> dict[str, Any]:

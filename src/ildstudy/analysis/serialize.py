@@ -59,6 +59,7 @@ def results_document(result: StudyResult) -> dict[str, Any]:
         "discontinuation": _with(result.discontinuation.to_dict(), "competing_risks",
                                  result.safety and result.safety.competing_risks_dict()),
         **({"sensitivity": result.sensitivity.to_dict()} if result.sensitivity is not None else {}),
+        **({"confounding": result.confounding.to_dict()} if result.confounding is not None else {}),
         "warnings": list(result.warnings),
     }
 
@@ -75,6 +76,8 @@ def study_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         tables.update(result.safety.tables())
     if result.sensitivity is not None:
         tables.update(result.sensitivity.tables())
+    if result.confounding is not None:
+        tables.update(result.confounding.tables())
     return tables
 
 

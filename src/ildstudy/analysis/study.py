@@ -17,6 +17,7 @@ import pandas as pd
 from ildstudy import __version__
 from ildstudy.analysis.adverse_events import compare_adverse_events
 from ildstudy.analysis.cohort_checks import check_cohort_size
+from ildstudy.analysis.confounding.study import confounding_notice, study_confounding
 from ildstudy.analysis.discontinuation import discontinuation
 from ildstudy.analysis.result import OutcomeResult, StudyResult
 from ildstudy.analysis.safety import study_safety
@@ -157,12 +158,16 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
     step("Safety: person-time and competing risks")
     safety = study_safety(pts, cohort.adverse_events, arms, ref)
 
+    step("Confounding: propensity score, weighting and matching")
+    confounding = study_confounding(pts, cohort.outcomes, cohort.adverse_events, protocol)
+    warnings = [*warnings, *confounding_notice(protocol)]
+
     attrition = with_identity_row(cohort.attrition, n_by_arm)
     provenance = {"ildstudy_version": __version__, "protocol_sha256": protocol.sha256(), "data_sha256": data_hash}
     return StudyResult(
         protocol=protocol, arms=n_by_arm, attrition=attrition, table1=t1, outcomes=outcomes,
         adverse_events=ae, discontinuation=disc, warnings=tuple(str(w) for w in warnings), provenance=provenance,
-        safety=safety,
+        safety=safety, confounding=confounding,
     )
 
 

@@ -20,6 +20,7 @@ class Format(str, Enum):
     parquet = "parquet"
     xlsx = "xlsx"
     duckdb = "duckdb"
+    omop = "omop"
 
 
 class Design(str, Enum):
@@ -40,13 +41,18 @@ def synth(
              "rounding (at most 50,000 patients); sampled: random effects and residuals drawn independently, as "
              "a recovery or power study needs. Default: balanced without --patients (the calibrated registry), "
              "sampled with --patients. truth.json records the design."),
+    confounding: float = typer.Option(
+        0.0, "--confounding", min=0.0,
+        help="Plant confounding by indication of this strength (log odds of the first arm per SD of latent "
+             "severity; e.g. 1.0): patients with lower FVC/DLCO get AZA more often, the true arm difference has "
+             "no baseline part. Sampled registries only; truth.json gains a confounding block."),
 ) -> None:
     """Write a synthetic raw registry calibrated to Huapaya et al. 2019, with its planted truth."""
     from ildstudy.synth import write_registry
 
     with progress("Generating synthetic registry"):
         truth = write_registry(out_dir, n_patients=patients, seed=seed, fmt=fmt.value,
-                               design=None if design is None else design.value)
+                               design=None if design is None else design.value, confounding=confounding)
     out.print(f"Wrote {truth.n_patients} patients ({fmt.value}, {truth.design}) and truth.json to {out_dir}")
 
 
@@ -94,9 +100,14 @@ def print_problems(console, problems: list[Problem], max_per_kind: int = 20) -> 
 
 @app.command()
 def validate(
-    data: Path = typer.Argument(..., help="Registry folder (CSV, Parquet or XLSX tables), or with --profile a "
-                                          "centre's export / REDCap project folder."),
+    data: Path = typer.Argument(None, help="Registry folder (CSV, Parquet or XLSX tables), or with --profile a "
+                                           "centre's export / REDCap project folder. Omit with --omop."),
     profile: Path = typer.Option(None, "--profile", help="Mapping profile TOML that reads DATA (see docs/inputs.md)."),
+    omop: str = typer.Option(None, "--omop", help="Check an OMOP CDM v5.4 instead (DuckDB file or postgresql:// URL), "
+                                                  "read as 'ildstudy run --omop' reads it."),
+    cdm_schema: str = typer.Option(None, "--cdm-schema", help="Schema of the CDM tables (default main / public)."),
+    protocol: str = typer.Option(None, "--protocol", help="With --omop: the protocol whose [omop] concept sets "
+                                                          "to use (default: the built-in defaults)."),
 ) -> None:
     """Check every table of a registry and report every problem at once; exit 2 if any is an error.
 
@@ -107,9 +118,21 @@ def validate(
     from ildstudy.data import check_registry
     from ildstudy.data.validate import in_file_order, summary
 
+    from ildstudy.errors import IldStudyError
+
+    if (data is None) == (omop is None):
+        raise IldStudyError("give a registry folder or --omop URL (exactly one)")
     with progress("Checking registry"):
-        registry, problems = check_registry(data, profile)
-        problems = in_file_order(problems)
+        if omop is not None:
+            from ildstudy.data.database import mask_dsn
+            from ildstudy.data.omop import check_omop
+            from ildstudy.protocol import load_protocol
+
+            registry, problems = check_omop(omop, cdm_schema, load_protocol(protocol) if protocol else None)
+            data = mask_dsn(omop)
+        else:
+            registry, problems = check_registry(data, profile)
+            problems = in_file_order(problems)
     errors = [p for p in problems if p.severity == "error"]
     console = err if errors else out
     if problems:

@@ -12,7 +12,7 @@ from ildstudy.cli.app import app, err, out, progress
 STEPS = 8  # validate, cohort, table 1, three models, adverse events, discontinuation
 
 
-def run_inputs(protocol, data, db) -> list[Path]:
+def run_inputs(protocol, data, db, omop=None) -> list[Path]:
     """The paths a run reads: the registry folder, the DuckDB file or Spark's ``tables=`` folder, the protocol file
     (not a built-in name)."""
     from ildstudy.data.database import duckdb_path
@@ -27,13 +27,16 @@ def run_inputs(protocol, data, db) -> list[Path]:
         tables = parse_spark_url(db)[2].get("tables")
         if tables:
             inputs.append(Path(tables))
+    if omop is not None and duckdb_path(omop) is not None:
+        inputs.append(duckdb_path(omop))
     if str(protocol) not in BUILTIN:
         inputs.append(Path(protocol))
     return inputs
 
 
 def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=None, notice=None,
-                   kind: str = "study", profile: Path | None = None) -> None:
+                   kind: str = "study", profile: Path | None = None, omop: str | None = None,
+                   cdm_schema: str | None = None) -> None:
     from ildstudy.analysis.study import run_study
     from ildstudy.report.outdir import check_output_dir
     from ildstudy.report.outputs import write_stopped_outputs, write_study_outputs
@@ -41,7 +44,7 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
     from ildstudy.cli.data_commands import print_problems
     from ildstudy.errors import CohortError, DataError
 
-    inputs = run_inputs(protocol, data, db) + ([Path(profile)] if profile is not None else [])
+    inputs = run_inputs(protocol, data, db, omop) + ([Path(profile)] if profile is not None else [])
     check_output_dir(out_dir, inputs=inputs)  # before the (slow) study: refuse at once, write nothing
     started = dt.datetime.now(dt.timezone.utc)
     with progress("Running the study", total=STEPS + 1) as advance:
@@ -51,6 +54,13 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
 
                 advance(0, description="Reading the registry through the profile")
                 data = load_registry(data, profile=profile)
+            if omop is not None:  # an OMOP CDM, read into the canonical tables through the protocol's [omop]
+                from ildstudy.data.omop import load_omop
+                from ildstudy.protocol import load_protocol
+
+                advance(0, description="Reading the OMOP CDM")
+                protocol = load_protocol(protocol)
+                data = load_omop(omop, cdm_schema, protocol)
             result = run_study(protocol, data, db=db, on_step=lambda s: advance(description=s))
         except DataError as exc:  # the same report as `ildstudy validate`, then one line per problem
             print_problems(err, exc.problems)
@@ -111,16 +121,22 @@ def run(
     min_cell: int = typer.Option(5, "--min-cell", min=1, help="Counts below this are shown as '<N' in share/."),
     profile: Path = typer.Option(None, "--profile", help="Mapping profile TOML that reads DATA (a centre's export "
                                                          "or REDCap project; see docs/inputs.md)."),
+    omop: str = typer.Option(None, "--omop", help="Read an OMOP CDM v5.4 instead: a DuckDB file or postgresql:// URL "
+                                                  "(concept sets: the protocol's [omop]; see docs/inputs.md)."),
+    cdm_schema: str = typer.Option(None, "--cdm-schema", help="Schema of the CDM tables (default main for DuckDB, "
+                                                              "public for PostgreSQL)."),
 ) -> None:
     """Run a study: validate, build the cohort, fit the models, compare adverse events and discontinuation,
     write results.json, tables, figures and report.html."""
     from ildstudy.errors import IldStudyError
 
-    if (data is None) == (db is None):
-        raise IldStudyError("give a registry folder or --db URL (exactly one)")
+    if sum(x is not None for x in (data, db, omop)) != 1:
+        raise IldStudyError("give a registry folder, --db URL or --omop URL (exactly one)")
+    if cdm_schema is not None and omop is None:
+        raise IldStudyError("--cdm-schema is the schema of --omop; give --omop URL")
     if profile is not None and data is None:
         raise IldStudyError("--profile reads a folder given as DATA; it cannot be used with --db")
-    _run_and_write(protocol, data, db, out_dir, min_cell, profile=profile)
+    _run_and_write(protocol, data, db, out_dir, min_cell, profile=profile, omop=omop, cdm_schema=cdm_schema)
 
 
 @app.command()

@@ -9,7 +9,8 @@ An :class:`InputAdapter` has a ``name``, says whether it ``matches`` an input (a
 - ``canonical`` -- a folder of canonical tables (``patients.csv``, ``pft.parquet``, ...).
 
 Databases (DuckDB files, PostgreSQL URLs) are not read into memory: the cohort runs inside them
-(:mod:`ildstudy.data.database`); OMOP CDM is to come. Add an adapter with :func:`register_adapter`.
+(:mod:`ildstudy.data.database`); an OMOP CDM is read into the canonical tables by :mod:`ildstudy.data.omop`
+(``run --omop``). Add an adapter with :func:`register_adapter`.
 
 >>> [a.name for a in ADAPTERS]
 ['redcap', 'profile', 'canonical']

@@ -111,6 +111,14 @@ def render_figures(result: StudyResult, folder: Path) -> list[RenderedFigure]:
                 treatment=p.treatment_arm if len(p.compared_arms) == 1 else "arm")
             out.append(_save(fig, folder, "sensitivity_forest", "Sensitivity analyses",
                              figures_sensitivity.sensitivity_caption(result.sensitivity, contrast)))
+        if getattr(result, "confounding", None) is not None:
+            from ildstudy.report import figures_confounding as fc
+
+            cf = result.confounding
+            out.append(_save(fc.overlap_figure(cf, colours), folder, "confounding_overlap",
+                             "Propensity-score overlap", fc.overlap_caption(cf)))
+            out.append(_save(fc.love_plot(cf), folder, "confounding_love_plot", "Covariate balance (love plot)",
+                             fc.love_caption(cf)))
     return out
 
 

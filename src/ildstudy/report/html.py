@@ -22,6 +22,7 @@ from markupsafe import Markup
 
 from ildstudy.analysis.result import StudyResult
 from ildstudy.report import extract, safety_section, sensitivity_section, tables, text
+from ildstudy.report import confounding_section
 from ildstudy.report.figures import RenderedFigure, render_figures
 from ildstudy.report.formatting import fmt_month
 from ildstudy.report.style import arm_colours
@@ -108,6 +109,8 @@ def report_context(result: StudyResult, figures: list[RenderedFigure]) -> dict[s
         "safety": safety_section.safety_context(result, by_name.get("cumulative_incidence")),
         "multiplicity": text.multiplicity_labels(p),
         "sensitivity": sensitivity_section.sensitivity_context(result, by_name.get("sensitivity_forest")),
+        "confounding": confounding_section.confounding_context(result, by_name.get("confounding_overlap"),
+                                                               by_name.get("confounding_love_plot")),
         "provenance": extract.provenance(result),
         "colours": arm_colours(extract.arm_names(result)),
     }

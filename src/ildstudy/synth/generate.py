@@ -16,6 +16,7 @@ import pandas as pd
 
 from ildstudy.synth.calibration import HUAPAYA2019, Calibration
 from ildstudy.synth.columns import Ids, Table, concat_tables, id_text, to_pandas
+from ildstudy.synth.confounding import confounded_models, confounded_random_effects, confounding_truth
 from ildstudy.synth.calibration import OutcomeModel
 from ildstudy.synth.effects import checked_models, shifted_random_effects
 from ildstudy.synth.events import adverse_event_rows
@@ -41,7 +42,7 @@ class PlannedRegistry:
 
     def __init__(self, n_patients: int | None, rng: np.random.Generator, protocol,
                  calibration: Calibration = HUAPAYA2019, balanced: bool | None = None,
-                 models: dict[str, OutcomeModel] | None = None):
+                 models: dict[str, OutcomeModel] | None = None, confounding: float = 0.0):
         self.protocol = protocol
         self.calibration = calibration
         self.windows = Windows.from_protocol(protocol)
@@ -52,9 +53,19 @@ class PlannedRegistry:
         if models and self.balanced:
             raise ValueError("other outcome models (a planted effect) need a sampled registry (balanced=False): "
                              "the balanced construction would undo them")
+        if confounding:   # planted confounding by indication (ildstudy.synth.confounding)
+            if self.balanced:
+                raise ValueError("planted confounding needs a sampled registry (balanced=False): the balanced "
+                                 "construction would undo it")
+            models = confounded_models(models)
         self.models = checked_models(models)
         self.plan: Plan = draw_plan(n_patients, rng, self.windows, calibration,
                                     tuple(protocol.exclusions.other_agents.drugs), self.balanced)
+        self.confounding = None
+        if confounding:
+            self.plan = dataclasses.replace(self.plan, re=confounded_random_effects(
+                self.plan.re, self.plan.group, float(confounding), rng))
+            self.confounding = confounding_truth(float(confounding), self.plan.re, self.plan.group)
         if models:   # a planted effect: the change of the fixed part moved into each patient's random effects
             p = self.plan
             self.plan = dataclasses.replace(p, re=shifted_random_effects(
@@ -63,6 +74,8 @@ class PlannedRegistry:
         n_blocks = max(1, -(-self.plan.n // BLOCK))
         self._rngs = rng.spawn(n_blocks)
         self.truth: Truth = build_truth(protocol, self.plan.group, self.plan.ae, self.balanced, self.models)
+        if self.confounding is not None:
+            self.truth = dataclasses.replace(self.truth, confounding=self.confounding)
 
     def blocks(self) -> Iterator[dict[str, Table]]:
         """The rows of each block of patients, as column tables (patient ids as :class:`Ids`)."""
@@ -90,7 +103,8 @@ class PlannedRegistry:
 
 def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol, *,
                       balanced: bool | None = None, calibration: Calibration = HUAPAYA2019,
-                      models: dict[str, OutcomeModel] | None = None) -> tuple[dict[str, pd.DataFrame], Truth]:
+                      models: dict[str, OutcomeModel] | None = None,
+                      confounding: float = 0.0) -> tuple[dict[str, pd.DataFrame], Truth]:
     """Generate a synthetic raw registry in memory, with its planted truth.
 
     Parameters
@@ -119,6 +133,10 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
         Outcome models replacing the calibrated ones (only their fixed effects may differ), e.g. a planted
         effect from :func:`~ildstudy.synth.effects.planted_model`; sampled registries only (see
         :mod:`ildstudy.synth.effects`). The truth reports these models.
+    confounding : float, optional
+        Strength of planted confounding by indication (0: none): lower latent FVC/DLCO raises the odds of the
+        first arm by ``exp(strength)`` per SD of severity, and the FVC/DLCO baseline arm coefficients become 0
+        (:mod:`ildstudy.synth.confounding`); sampled registries only. ``truth.json`` gains a ``confounding`` block.
 
     Returns
     -------
@@ -138,7 +156,8 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
     >>> len(tables["patients"]) == truth.n_patients
     True
     """
-    gen = PlannedRegistry(n_patients, rng, protocol, calibration, balanced=balanced, models=models)
+    gen = PlannedRegistry(n_patients, rng, protocol, calibration, balanced=balanced, models=models,
+                          confounding=confounding)
     blocks = list(gen.blocks())
     tables = {}
     for name in TABLE_NAMES:

@@ -63,6 +63,9 @@ class Truth:
     coding: dict[str, str] = field(default_factory=lambda: dict(CODING))
     seed: int | None = None
     notes: tuple[str, ...] = field(default=())
+    #: Planted confounding by indication (:mod:`ildstudy.synth.confounding`); None (and absent from truth.json)
+    #: without it.
+    confounding: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -70,6 +73,7 @@ class Truth:
             "attrition": self.attrition, "adverse_events": self.adverse_events,
             "arm_differences": self.arm_differences, "within_arm_change": self.within_arm_change,
             "model": self.model, "coding": self.coding, "design": self.design, "notes": list(self.notes),
+            **({"confounding": self.confounding} if self.confounding is not None else {}),
         }
 
     def to_json(self) -> str:

@@ -28,8 +28,8 @@ from ildstudy.synth.columns import concat_tables, to_arrow, to_pandas
 from ildstudy.synth.generate import BLOCK, TABLE_NAMES, PlannedRegistry
 from ildstudy.synth.truth import Truth
 
-Format = Literal["csv", "parquet", "xlsx", "duckdb"]
-FORMATS: tuple[str, ...] = ("csv", "parquet", "xlsx", "duckdb")
+Format = Literal["csv", "parquet", "xlsx", "duckdb", "omop"]
+FORMATS: tuple[str, ...] = ("csv", "parquet", "xlsx", "duckdb", "omop")
 Design = Literal["balanced", "sampled"]
 DESIGNS: tuple[str, ...] = ("balanced", "sampled")
 SUFFIX = {"csv": ".csv", "parquet": ".parquet", "xlsx": ".xlsx"}
@@ -39,7 +39,8 @@ FIXED_TIME = dt.datetime(2019, 1, 1, 0, 0, 0)
 
 
 def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: int = 2019,
-                   fmt: Format = "csv", protocol=None, design: Design | None = None) -> Truth:
+                   fmt: Format = "csv", protocol=None, design: Design | None = None,
+                   confounding: float = 0.0) -> Truth:
     """Write a synthetic registry and its ``truth.json`` into ``out_dir``.
 
     Parameters
@@ -54,8 +55,9 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
         :func:`~ildstudy.synth.generate_registry`); otherwise the number of patients.
     seed : int
         Seed of ``numpy.random.default_rng``; the same seed writes the same bytes.
-    fmt : {"csv", "parquet", "xlsx", "duckdb"}
-        One file per table (``patients.csv`` ...) or one ``registry.duckdb`` with typed tables.
+    fmt : {"csv", "parquet", "xlsx", "duckdb", "omop"}
+        One file per table (``patients.csv`` ...), one ``registry.duckdb`` with typed tables, or (omop) an OMOP CDM
+        v5.4 in ``cdm.duckdb`` (:mod:`ildstudy.synth.omop_export`).
     protocol : Protocol, optional
         Default: the built-in ``huapaya2019_published``, the published reading the registry is calibrated to
         (its planted ineligible patients fail exactly the published steps; under the default ``huapaya2019``
@@ -66,6 +68,9 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
         ``"sampled"``: random effects and residuals drawn independently, as a recovery or power study
         needs. Default: balanced for the default registry (``n_patients`` None), sampled otherwise.
         ``truth.json`` records it as ``design``.
+    confounding : float, optional
+        Strength of planted confounding by indication (:mod:`ildstudy.synth.confounding`; 0: none). Needs a
+        sampled design (the default with ``n_patients``); ``truth.json`` gains a ``confounding`` block.
 
     Returns
     -------
@@ -93,6 +98,8 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
     if design == "balanced" and n_patients is not None and n_patients > BLOCK:
         raise IldStudyError(f"--design balanced: a balanced registry has at most {BLOCK:,} patients "
                             f"(asked for {n_patients:,}); use --design sampled")
+    if confounding and (design == "balanced" or (design is None and n_patients is None)):
+        raise IldStudyError("--confounding needs a sampled registry: give --patients N or --design sampled")
     if protocol is None:
         from ildstudy.protocol import load_protocol
 
@@ -101,13 +108,16 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
 
     with atomic_output_dir(out_dir, kind="registry") as out:
         balanced = None if design is None else design == "balanced"
-        gen = PlannedRegistry(n_patients, np.random.default_rng(seed), protocol, balanced=balanced)
+        gen = PlannedRegistry(n_patients, np.random.default_rng(seed), protocol, balanced=balanced,
+                              confounding=confounding)
         if fmt == "csv":
             _write_streamed(gen, out, _CsvSink)
         elif fmt == "parquet":
             _write_streamed(gen, out, _ParquetSink)
         elif fmt == "xlsx":
             _write_xlsx(gen, out)
+        elif fmt == "omop":
+            _write_omop(gen, out, protocol)
         else:
             _write_duckdb(gen, out / "registry.duckdb")
         truth = gen.truth
@@ -194,6 +204,19 @@ def _write_xlsx(gen: PlannedRegistry, out: Path) -> None:
                             datetime_format="yyyy-mm-dd") as writer:
             frame.to_excel(writer, sheet_name=name, index=False)
         (out / f"{name}.xlsx").write_bytes(deterministic_xlsx(buffer.getvalue(), FIXED_TIME.timetuple()[:6]))
+
+
+def _write_omop(gen: PlannedRegistry, out: Path, protocol) -> None:
+    """An OMOP CDM v5.4 in ``cdm.duckdb`` (:mod:`ildstudy.synth.omop_export`): the canonical tables are written
+    and loaded as usual (so the CDM holds what the loader reads), then converted."""
+    import tempfile
+
+    from ildstudy.data.load import load_registry
+    from ildstudy.synth.omop_export import write_cdm
+
+    with tempfile.TemporaryDirectory(prefix="ildstudy-omop-") as tmp:
+        _write_streamed(gen, Path(tmp), _CsvSink)
+        write_cdm(load_registry(tmp), out / "cdm.duckdb", protocol)
 
 
 _OS_REFUSALS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)

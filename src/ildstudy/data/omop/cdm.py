@@ -1,0 +1,95 @@
+"""A CDM to read from: a DuckDB file or a PostgreSQL database, one schema (``--cdm-schema``).
+
+>>> cdm = open_cdm("cdm.duckdb")                      # doctest: +SKIP
+>>> cdm.read("person", ("person_id", "gender_concept_id"))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ildstudy.data.database import driver_error, duckdb_path, mask_dsn, postgres_url
+from ildstudy.errors import IldStudyError
+
+
+class Cdm:
+    """The tables of one CDM schema; :meth:`read` returns a DataFrame of the asked columns."""
+
+    def __init__(self, url: str, schema: str, con, kind: str):
+        self.url, self.schema, self.con, self.kind = url, schema, con, kind
+        self.columns: dict[str, set[str]] = {}
+        for table, column in self._query(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = "
+                + ("?" if kind == "duckdb" else "%s"), (schema,)):
+            self.columns.setdefault(str(table).lower(), set()).add(str(column).lower())
+        if not self.columns:
+            raise IldStudyError(f"--omop {mask_dsn(url)}: schema {schema!r} has no tables (give --cdm-schema)")
+
+    def _query(self, sql: str, params=()):
+        try:
+            if self.kind == "duckdb":
+                return self.con.execute(sql, params).fetchall()
+            with self.con.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        except Exception as exc:  # noqa: BLE001 - the driver's own error classes, password masked
+            raise IldStudyError(f"--omop {mask_dsn(self.url)}: {driver_error(exc, self.url)}") from None
+
+    def has(self, table: str) -> bool:
+        return table in self.columns
+
+    def read(self, table: str, columns: tuple[str, ...], optional: tuple[str, ...] = (),
+             where: tuple[str, list] | None = None) -> pd.DataFrame:
+        """``columns`` (each must exist: else an error naming table and column) and the ``optional`` ones
+        present, as a DataFrame (absent optional columns are all-missing); ``where = (column, values)`` keeps the
+        rows whose column is one of ``values`` (so a full vocabulary is never read whole)."""
+        have = self.columns.get(table)
+        if have is None:
+            raise IldStudyError(f"--omop {mask_dsn(self.url)}: the CDM has no table {self.schema}.{table}")
+        missing = [c for c in columns if c not in have]
+        if missing:
+            raise IldStudyError(f"{table}: column {', '.join(missing)} is missing (an OMOP CDM v5.4 {table} table "
+                                f"has it)")
+        present = [c for c in (*columns, *optional) if c in have]
+        quoted = ", ".join(f'"{c}"' for c in present)
+        sql, params = f'SELECT {quoted} FROM "{self.schema}"."{table}"', ()
+        if where is not None:
+            if not where[1]:
+                return pd.DataFrame(columns=present + [c for c in optional if c not in present])
+            mark = "?" if self.kind == "duckdb" else "%s"
+            sql += f' WHERE "{where[0]}" IN ({", ".join([mark] * len(where[1]))})'
+            params = tuple(where[1])
+        rows = self._query(sql, params)
+        frame = pd.DataFrame(rows, columns=present)
+        for c in optional:
+            if c not in frame.columns:
+                frame[c] = None
+        return frame
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def open_cdm(url: str, schema: str | None = None) -> Cdm:
+    """Open ``url`` read-only: a DuckDB file (schema default ``main``) or PostgreSQL (default ``public``)."""
+    url = str(url)
+    pg = postgres_url(url)
+    if pg is not None:
+        import psycopg
+
+        try:
+            con = psycopg.connect(pg, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise IldStudyError(f"--omop {mask_dsn(url)}: cannot connect: {driver_error(exc, url, pg)}") from None
+        return Cdm(url, schema or "public", con, "postgres")
+    path = duckdb_path(url)
+    if path is None or not path.exists():
+        raise IldStudyError(f"--omop {mask_dsn(url)}: no such DuckDB file (give a .duckdb path or a postgresql:// "
+                            "URL)")
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise IldStudyError(f"--omop {path}: cannot open as DuckDB: {exc}") from None
+    return Cdm(url, schema or "main", con, "duckdb")
