@@ -138,6 +138,12 @@ def test_a_small_allowed_cohort_runs(registry_builder):
     result = run_study(protocol(3), b.build())
     assert result.arms == {"AZA": 3, "MMF": 3}
     assert set(result.results["outcomes"]) == {"fvc_pct_pred", "dlco_pct_pred", "prednisone_mg"}
+    # six patients cannot carry the propensity model's covariates: the confounding analyses are skipped, said why
+    assert result.confounding is None
+    skipped = [w for w in result.warnings if w.startswith("[confounding] skipped: propensity score:")]
+    assert len(skipped) == 1 and "rank deficient" in skipped[0]
+    from ildstudy.report.confounding_section import confounding_context
+    assert confounding_context(result) == {"skipped": skipped}
 
 
 def test_collinear_covariates_name_the_outcome(registry_builder):

@@ -17,7 +17,7 @@ import pandas as pd
 from ildstudy import __version__
 from ildstudy.analysis.adverse_events import compare_adverse_events
 from ildstudy.analysis.cohort_checks import check_cohort_size
-from ildstudy.analysis.confounding.study import confounding_notice, study_confounding
+from ildstudy.analysis.confounding.study import CONFOUNDING_SKIPPED, confounding_notice, study_confounding
 from ildstudy.analysis.discontinuation import discontinuation
 from ildstudy.analysis.result import OutcomeResult, StudyResult
 from ildstudy.analysis.safety import study_safety
@@ -26,6 +26,7 @@ from ildstudy.analysis.table1 import Variable, table1
 from ildstudy.analysis.trajectories import fit_outcome, model_frame
 from ildstudy.cohort import Cohort, build_cohort
 from ildstudy.data import Registry, load_registry
+from ildstudy.errors import ModelError
 from ildstudy.protocol import Protocol, load_protocol
 from ildstudy.variables import covariate_spec
 
@@ -159,7 +160,11 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
     safety = study_safety(pts, cohort.adverse_events, arms, ref)
 
     step("Confounding: propensity score, weighting and matching")
-    confounding = study_confounding(pts, cohort.outcomes, cohort.adverse_events, protocol)
+    try:
+        confounding = study_confounding(pts, cohort.outcomes, cohort.adverse_events, protocol)
+    except ModelError as exc:  # e.g. a tiny cohort whose propensity model is rank deficient: the rest still stands
+        confounding = None
+        warnings = [*warnings, f"{CONFOUNDING_SKIPPED}: {exc}"]
     warnings = [*warnings, *confounding_notice(protocol)]
 
     attrition = with_identity_row(cohort.attrition, n_by_arm)

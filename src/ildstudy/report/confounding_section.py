@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ildstudy.analysis.confounding.result import DESIGN_LABELS, ConfoundingResult
+from ildstudy.analysis.confounding.study import CONFOUNDING_SKIPPED
 from ildstudy.analysis.result import StudyResult
 from ildstudy.report import extract
 from ildstudy.report.formatting import and_join, fmt_ci, fmt_int, fmt_month, fmt_num, fmt_p, is_missing, significant
@@ -73,10 +74,12 @@ def methods_text(cf: ConfoundingResult) -> list[str]:
 
 def confounding_context(result: StudyResult, overlap: dict[str, Any] | None = None,
                         love: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """Everything the section shows; ``None`` when the run has no confounding result."""
+    """Everything the section shows; ``{"skipped": [reasons]}`` when the protocol asked for confounding analyses
+    that could not run, ``None`` when it asked for none."""
     cf: ConfoundingResult | None = getattr(result, "confounding", None)
     if cf is None:
-        return None
+        skipped = [w for w in result.warnings if w.startswith(CONFOUNDING_SKIPPED)]
+        return {"skipped": skipped} if skipped else None
     designs = list(cf.designs)
     month = float(extract.headline_month(result))
     labels = {o.name: o.label for o in result.outcomes.values()}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.special import expit
 
 from ildstudy.errors import ModelError
 from ildstudy.variables import covariate_spec
@@ -128,20 +129,21 @@ def fit_propensity(treated: np.ndarray, covariates: pd.DataFrame, *, epsilon: fl
     eta = np.log(mu / (1 - mu))
     dev_old = _deviance(y, mu)
     converged, it = False, 0
+    eps = np.finfo(float).eps  # R's binomial()$linkinv and mu.eta keep mu and the weights at least DBL_EPSILON
     for it in range(1, max_iter + 1):
-        w = mu * (1 - mu)
+        w = np.maximum(mu * (1 - mu), eps)
         z = eta + (y - mu) / w
         sw = np.sqrt(w)
         beta = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
         eta = X @ beta
-        mu = 1 / (1 + np.exp(-eta))
+        mu = np.clip(expit(eta), eps, 1 - eps)
         dev = _deviance(y, mu)
         if abs(dev - dev_old) / (abs(dev) + 0.1) < epsilon:
             converged = True
             break
         dev_old = dev
-    w = mu * (1 - mu)
-    cov = np.linalg.inv(X.T @ (X * w[:, None]))
+    w = np.maximum(mu * (1 - mu), eps)
+    cov = np.linalg.pinv(X.T @ (X * w[:, None]))
     p1 = y.mean()
     return PropensityFit(terms=terms, coef=beta, se=np.sqrt(np.diag(cov)), linear_predictor=eta, ps=mu,
                          treated=y.astype(bool), deviance=float(_deviance(y, mu)),

@@ -126,12 +126,16 @@ def study_confounding(patients: pd.DataFrame, outcomes: pd.DataFrame, adverse_ev
         warnings=tuple(warnings))
 
 
+CONFOUNDING_SKIPPED = "[confounding] skipped"
+"""How every warning of a skipped ``[confounding]`` begins (the report's section shows these instead)."""
+
+
 def confounding_notice(protocol: Protocol) -> list[str]:
     """The warning of a protocol whose ``[confounding]`` cannot run: propensity-score designs compare two arms."""
     cf = protocol.confounding
     if cf is None or not cf.designs or len(protocol.arms) == 2:
         return []
-    return [f"[confounding] skipped: propensity-score designs ({', '.join(cf.designs)}) compare two arms; this "
+    return [f"{CONFOUNDING_SKIPPED}: propensity-score designs ({', '.join(cf.designs)}) compare two arms; this "
             f"protocol has {len(protocol.arms)} ({', '.join(a.name for a in protocol.arms)})"]
 
 
