@@ -21,6 +21,7 @@ class Format(str, Enum):
     xlsx = "xlsx"
     duckdb = "duckdb"
     omop = "omop"
+    omop_csv = "omop-csv"
 
 
 class Design(str, Enum):
@@ -34,7 +35,9 @@ def synth(
     patients: int = typer.Option(None, "--patients", min=1,
                                  help="Number of patients (default: the calibrated registry of the published study)."),
     seed: int = typer.Option(2019, "--seed", help="Random seed; the same seed gives the same bytes."),
-    fmt: Format = typer.Option(Format.csv, "--format", help="File format of the tables."),
+    fmt: Format = typer.Option(Format.csv, "--format",
+                               help="File format of the tables (omop: an OMOP CDM v5.4 in cdm.duckdb; omop-csv: the "
+                                    "same CDM as one CSV file per table)."),
     design: Design = typer.Option(
         None, "--design", show_default=False,
         help="balanced: outcome data built so that the study's mixed models recover the planted effects up to "
@@ -103,7 +106,8 @@ def validate(
     data: Path = typer.Argument(None, help="Registry folder (CSV, Parquet or XLSX tables), or with --profile a "
                                            "centre's export / REDCap project folder. Omit with --omop."),
     profile: Path = typer.Option(None, "--profile", help="Mapping profile TOML that reads DATA (see docs/inputs.md)."),
-    omop: str = typer.Option(None, "--omop", help="Check an OMOP CDM v5.4 instead (DuckDB file or postgresql:// URL), "
+    omop: str = typer.Option(None, "--omop", help="Check an OMOP CDM v5.4 instead (DuckDB file, folder of CDM CSV "
+                                                  "files or postgresql:// URL), "
                                                   "read as 'ildstudy run --omop' reads it."),
     cdm_schema: str = typer.Option(None, "--cdm-schema", help="Schema of the CDM tables (default main / public)."),
     protocol: str = typer.Option(None, "--protocol", help="With --omop: the protocol whose [omop] concept sets "

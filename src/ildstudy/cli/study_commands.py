@@ -121,7 +121,8 @@ def run(
     min_cell: int = typer.Option(5, "--min-cell", min=1, help="Counts below this are shown as '<N' in share/."),
     profile: Path = typer.Option(None, "--profile", help="Mapping profile TOML that reads DATA (a centre's export "
                                                          "or REDCap project; see docs/inputs.md)."),
-    omop: str = typer.Option(None, "--omop", help="Read an OMOP CDM v5.4 instead: a DuckDB file or postgresql:// URL "
+    omop: str = typer.Option(None, "--omop", help="Read an OMOP CDM v5.4 instead: a DuckDB file, a folder of CDM "
+                                                  "CSV files or a postgresql:// URL "
                                                   "(concept sets: the protocol's [omop]; see docs/inputs.md)."),
     cdm_schema: str = typer.Option(None, "--cdm-schema", help="Schema of the CDM tables (default main for DuckDB, "
                                                               "public for PostgreSQL)."),

@@ -28,8 +28,8 @@ from ildstudy.synth.columns import concat_tables, to_arrow, to_pandas
 from ildstudy.synth.generate import BLOCK, TABLE_NAMES, PlannedRegistry
 from ildstudy.synth.truth import Truth
 
-Format = Literal["csv", "parquet", "xlsx", "duckdb", "omop"]
-FORMATS: tuple[str, ...] = ("csv", "parquet", "xlsx", "duckdb", "omop")
+Format = Literal["csv", "parquet", "xlsx", "duckdb", "omop", "omop-csv"]
+FORMATS: tuple[str, ...] = ("csv", "parquet", "xlsx", "duckdb", "omop", "omop-csv")
 Design = Literal["balanced", "sampled"]
 DESIGNS: tuple[str, ...] = ("balanced", "sampled")
 SUFFIX = {"csv": ".csv", "parquet": ".parquet", "xlsx": ".xlsx"}
@@ -55,9 +55,9 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
         :func:`~ildstudy.synth.generate_registry`); otherwise the number of patients.
     seed : int
         Seed of ``numpy.random.default_rng``; the same seed writes the same bytes.
-    fmt : {"csv", "parquet", "xlsx", "duckdb", "omop"}
+    fmt : {"csv", "parquet", "xlsx", "duckdb", "omop", "omop-csv"}
         One file per table (``patients.csv`` ...), one ``registry.duckdb`` with typed tables, or (omop) an OMOP CDM
-        v5.4 in ``cdm.duckdb`` (:mod:`ildstudy.synth.omop_export`).
+        v5.4 in ``cdm.duckdb``, (omop-csv) the same CDM as one CSV file per table (:mod:`ildstudy.synth.omop_export`).
     protocol : Protocol, optional
         Default: the built-in ``huapaya2019_published``, the published reading the registry is calibrated to
         (its planted ineligible patients fail exactly the published steps; under the default ``huapaya2019``
@@ -116,8 +116,8 @@ def write_registry(out_dir: str | Path, *, n_patients: int | None = None, seed: 
             _write_streamed(gen, out, _ParquetSink)
         elif fmt == "xlsx":
             _write_xlsx(gen, out)
-        elif fmt == "omop":
-            _write_omop(gen, out, protocol)
+        elif fmt in ("omop", "omop-csv"):
+            _write_omop(gen, out, protocol, csv=fmt == "omop-csv")
         else:
             _write_duckdb(gen, out / "registry.duckdb")
         truth = gen.truth
@@ -206,17 +206,21 @@ def _write_xlsx(gen: PlannedRegistry, out: Path) -> None:
         (out / f"{name}.xlsx").write_bytes(deterministic_xlsx(buffer.getvalue(), FIXED_TIME.timetuple()[:6]))
 
 
-def _write_omop(gen: PlannedRegistry, out: Path, protocol) -> None:
-    """An OMOP CDM v5.4 in ``cdm.duckdb`` (:mod:`ildstudy.synth.omop_export`): the canonical tables are written
-    and loaded as usual (so the CDM holds what the loader reads), then converted."""
+def _write_omop(gen: PlannedRegistry, out: Path, protocol, csv: bool = False) -> None:
+    """An OMOP CDM v5.4 in ``cdm.duckdb``, or (``csv``) as ``person.csv``, ``measurement.csv``, ... in ``out``
+    (:mod:`ildstudy.synth.omop_export`): the canonical tables are written and loaded as usual (so the CDM holds
+    what the loader reads), then converted."""
     import tempfile
 
     from ildstudy.data.load import load_registry
-    from ildstudy.synth.omop_export import write_cdm
+    from ildstudy.synth.omop_export import write_cdm, write_cdm_csv
 
     with tempfile.TemporaryDirectory(prefix="ildstudy-omop-") as tmp:
         _write_streamed(gen, Path(tmp), _CsvSink)
-        write_cdm(load_registry(tmp), out / "cdm.duckdb", protocol)
+        if csv:
+            write_cdm_csv(load_registry(tmp), out, protocol)
+        else:
+            write_cdm(load_registry(tmp), out / "cdm.duckdb", protocol)
 
 
 _OS_REFUSALS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)

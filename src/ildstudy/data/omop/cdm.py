@@ -1,4 +1,6 @@
-"""A CDM to read from: a DuckDB file or a PostgreSQL database, one schema (``--cdm-schema``).
+"""A CDM to read from: a DuckDB file, a PostgreSQL database (one schema, ``--cdm-schema``), or a folder of CSV
+files, one per table (``person.csv``, ``PERSON.csv``, ...; the form OHDSI's Eunomia data sets and many CDM
+exports take), read as text into an in-memory DuckDB and cast to the CDM v5.4 column types.
 
 >>> cdm = open_cdm("cdm.duckdb")                      # doctest: +SKIP
 >>> cdm.read("person", ("person_id", "gender_concept_id"))   # doctest: +SKIP
@@ -9,14 +11,17 @@ from __future__ import annotations
 import pandas as pd
 
 from ildstudy.data.database import driver_error, duckdb_path, mask_dsn, postgres_url
-from ildstudy.errors import IldStudyError
+from ildstudy.data.omop.ddl import column_types
+from ildstudy.errors import IldStudyError, Problem
 
 
 class Cdm:
     """The tables of one CDM schema; :meth:`read` returns a DataFrame of the asked columns."""
 
-    def __init__(self, url: str, schema: str, con, kind: str):
+    def __init__(self, url: str, schema: str, con, kind: str, problems: list[Problem] | None = None):
         self.url, self.schema, self.con, self.kind = url, schema, con, kind
+        #: problems found while opening (a CSV cell that is not of its column's CDM type)
+        self.problems: list[Problem] = list(problems or [])
         self.columns: dict[str, set[str]] = {}
         for table, column in self._query(
                 "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = "
@@ -84,12 +89,62 @@ def open_cdm(url: str, schema: str | None = None) -> Cdm:
         return Cdm(url, schema or "public", con, "postgres")
     path = duckdb_path(url)
     if path is None or not path.exists():
-        raise IldStudyError(f"--omop {mask_dsn(url)}: no such DuckDB file (give a .duckdb path or a postgresql:// "
-                            "URL)")
+        raise IldStudyError(f"--omop {mask_dsn(url)}: no such DuckDB file or folder (give a .duckdb path, a folder "
+                            "of CDM CSV files or a postgresql:// URL)")
     import duckdb
 
+    if path.is_dir():
+        return _csv_folder(url, path)
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         raise IldStudyError(f"--omop {path}: cannot open as DuckDB: {exc}") from None
     return Cdm(url, schema or "main", con, "duckdb")
+
+
+def _csv_folder(url: str, folder) -> Cdm:
+    """Each ``<table>.csv`` of ``folder`` as a table of an in-memory DuckDB (names lower-cased), read as text and
+    cast to the CDM v5.4 type of each known column (:mod:`.ddl`); a cell that does not cast is a problem naming
+    file, line and column, and is read as missing."""
+    import duckdb
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+    if not files:
+        raise IldStudyError(f"--omop {folder}: the folder has no CSV files (expected one per CDM table: person.csv, "
+                            "observation_period.csv, ...)")
+    names = [p.stem.lower() for p in files]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise IldStudyError(f"--omop {folder}: more than one file for table {', '.join(twice)}")
+    con = duckdb.connect(":memory:")
+    problems: list[Problem] = []
+    for path, name in zip(files, names):
+        literal = "'" + str(path).replace("'", "''") + "'"
+        try:
+            con.execute(f'CREATE TEMP TABLE raw AS SELECT row_number() OVER () + 1 AS "_line", * FROM '
+                        f"read_csv({literal}, header = true, all_varchar = true)")
+        except duckdb.Error as exc:
+            con.close()
+            raise IldStudyError(f"{path}: cannot be read as a CDM table in CSV: {str(exc).splitlines()[0]}") from None
+        header = [r[0] for r in con.execute("DESCRIBE raw").fetchall()][1:]
+        types = column_types(name)
+        select = []
+        for column in header:
+            kind = types.get(column.lower())
+            cell = f'NULLIF(TRIM("{column}"), \'\')'
+            if kind is None or kind == "VARCHAR":
+                select.append(f'{cell} AS "{column.lower()}"')
+                continue
+            for line, value in con.execute(f'SELECT "_line", "{column}" FROM raw WHERE {cell} IS NOT NULL AND '
+                                           f'TRY_CAST({cell} AS {kind}) IS NULL ORDER BY 1 LIMIT 20').fetchall():
+                problems.append(Problem(file=path.name, row=int(line), column=column.lower(), value=value,
+                                        problem=f"is not {_KIND_WORDS.get(kind, kind)} (CDM v5.4 {name}.{column.lower()} "
+                                                f"is {kind})"))
+            select.append(f'TRY_CAST({cell} AS {kind}) AS "{column.lower()}"')
+        con.execute(f'CREATE TABLE "{name}" AS SELECT {", ".join(select)} FROM raw ORDER BY "_line"')
+        con.execute("DROP TABLE raw")
+    return Cdm(url, "main", con, "duckdb", problems)
+
+
+_KIND_WORDS = {"BIGINT": "a whole number", "INTEGER": "a whole number", "DATE": "a date (YYYY-MM-DD)",
+               "TIMESTAMP": "a date-time", "FLOAT": "a number", "DOUBLE": "a number"}

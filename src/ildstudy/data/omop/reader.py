@@ -59,7 +59,7 @@ def read_omop(url: str, schema: str | None = None, settings: OmopSettings | None
 def _read(cdm: Cdm, s: OmopSettings) -> tuple[Registry, list[Problem]]:
     vocab = _vocabulary(cdm, s)
     ids = lambda *sets: sorted(set().union(*(vocab.resolve(cs) for cs in sets)))  # noqa: E731
-    problems: list[Problem] = []
+    problems: list[Problem] = list(cdm.problems)
     origins = Origins()
     person = cdm.read("person", ("person_id", "gender_concept_id", "year_of_birth", "month_of_birth",
                                  "day_of_birth", "race_concept_id", "ethnicity_concept_id"),
