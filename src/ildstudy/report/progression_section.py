@@ -30,13 +30,15 @@ def progression_context(result: StudyResult, figure: dict[str, Any] | None = Non
     for e in pr.endpoints:
         counts = e.counts.set_index("arm")
         hrs = extract.hazard_ratios(e.km)
+        at = e.km.at_times.set_index(["arm", "time"])  # R's summary(fit, times, extend = TRUE), as in results.json
         cells = []
         for m in months:
-            inside = e.window_months is None or m <= e.window_months + 1e-9
             for a in arms:
-                s = extract.survival_at(extract.km_curve(e.km, a), m) if inside else None
-                n_risk = extract.n_at_risk(extract.km_curve(e.km, a), m) if inside else None
-                cells.append(DASH if s is None else f"{fmt_pct(100 * s, 0)} (n = {n_risk})")
+                row = at.loc[(a, m)] if (a, m) in at.index else None
+                if row is None or is_missing(row["survival"]):
+                    cells.append(DASH)
+                else:
+                    cells.append(f"{fmt_pct(100 * float(row['survival']), 0)} (n = {fmt_int(row['n_risk'])})")
         rows.append({
             "label": e.label,
             "events": [f"{fmt_int(counts.loc[a, 'events'])}/{fmt_int(counts.loc[a, 'analysed'])}" for a in arms],
