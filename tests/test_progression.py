@@ -247,3 +247,8 @@ def test_report_has_the_progression_section(planted, tmp_path):
     assert "results.progression" not in html
     without = render_html(fake_study_result(), render_figures(fake_study_result(), tmp_path / "f2"))
     assert 'id="progression"' not in without
+
+
+def test_test_rows_of_an_unknown_patient_are_refused():
+    with pytest.raises(ValueError, match=r"patient indices must be in 0 \.\. 0"):
+        _decline([80], [(1, 6, 70)], kind="absolute", threshold=5)

@@ -91,6 +91,8 @@ def first_decline(baseline, patient, months, value, *, kind: str, threshold: flo
     t, v = t.astype(float), v.astype(float)
     keep = ~np.isnan(v)
     pat, t, v = pat[keep].astype(np.int64), t[keep], v[keep]
+    if len(pat) and (pat.min() < 0 or pat.max() >= len(base)):
+        raise ValueError(f"patient indices must be in 0 .. {len(base) - 1} (one baseline per patient)")
     order = np.lexsort((t, pat))
     pat, t, v = pat[order], t[order], v[order]
     n = len(base)
