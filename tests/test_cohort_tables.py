@@ -102,6 +102,12 @@ def test_outcomes_follow_the_protocol_outcomes(registry):
     text = builtin_protocol_text("huapaya2019")
     start = text.index('[[outcomes]]\nname = "dlco_pct_pred"')
     text = text[:start] + text[text.index("[[outcomes]]", start + 5):]
+    # [progression] adds the outcomes its endpoints and FVC slope read (dlco_pct_pred, fvc_l); without it, none
+    o = build_cohort(registry, parse_protocol(text)).outcomes
+    # (fvc_l rows exist only where the registry records FVC in litres; this fixture has none)
+    assert set(o["outcome"]) == {"fvc_pct_pred", "prednisone_mg", "dlco_pct_pred"}
+    assert registry.tables["pft"]["fvc_l"].isna().all()
+    text = text[:text.index("[progression]")] + text[text.index("# mg of each glucocorticoid"):]
     o = build_cohort(registry, parse_protocol(text)).outcomes
     assert set(o["outcome"]) == {"fvc_pct_pred", "prednisone_mg"}
 

@@ -200,3 +200,25 @@ def test_front_door_gives_the_cli_outputs_byte_for_byte(demo_runs, tmp_path):
     for csv in sorted((a / "tables").glob("*.csv")):
         assert (tmp_path / csv.name).read_bytes() == csv.read_bytes(), csv.name
     assert sorted(p.name for p in tmp_path.glob("*.csv")) == sorted(p.name for p in (a / "tables").glob("*.csv"))
+
+
+def test_progression_block_and_planted_fvc_slope(demo_runs, default_results):
+    """The demo's [progression]: four endpoints, and the AZA - MMF FVC slope (mL/year) covers the planted one.
+
+    Planted (truth.json): FVC % predicted slope difference ``months:armAZA`` points/month; in mL/year that is
+    12 x it / 100 x the predicted FVC (litres; the registry's mean of fvc_l / (fvc_pct_pred / 100)) x 1000, an
+    approximation (the predicted value varies between patients and falls with age)."""
+    pr = default_results["progression"]
+    assert [e["name"] for e in pr["endpoints"]] == ["fvc_relative_10", "fvc_absolute_5", "dlco_relative_15", "ppf"]
+    registry = demo_runs[0] / "registry"
+    truth = json.loads((registry / "truth.json").read_text(encoding="utf-8"))
+    per_month = truth["model"]["fvc_pct_pred"]["fixed_effects"]["months:armAZA"]
+    from ildstudy.data import load_registry
+
+    pft = load_registry(registry).tables["pft"]
+    predicted = (pft["fvc_l"] / (pft["fvc_pct_pred"] / 100)).mean()  # 3.48 L on the seed-2019 registry
+    planted = 12 * per_month / 100 * predicted * 1000
+    slope = pr["fvc_slope"]
+    assert slope["available"] and slope["unit"] == "mL/year"
+    diff = next(r for r in slope["slopes"] if r["kind"] == "difference")
+    assert diff["ci_low"] <= planted <= diff["ci_high"], (planted, diff)

@@ -279,6 +279,67 @@ class Confounding(_Settings):
         return tuple(dict.fromkeys((*analysis.covariates, *DEFAULT_PS_EXTRA)))
 
 
+#: The pft outcome each progression measure reads (% predicted, as recorded).
+PROGRESSION_MEASURES = {"fvc": "fvc_pct_pred", "dlco": "dlco_pct_pred"}
+#: The outcome whose mixed-model slope gives the annualised FVC change in mL/year (FVC in litres x 1000).
+FVC_SLOPE_OUTCOME = "fvc_l"
+
+
+class ProgressionEndpoint(_Settings):
+    """A decline from baseline (``[[progression.endpoints]]``): the first follow-up test whose ``measure`` (% predicted)
+    is at least ``threshold`` below the baseline value, relatively (% of baseline) or absolutely (points), within
+    ``window_months`` of index (unset: the whole follow-up); ``confirmed``: the next test of the measure must show the
+    decline too (docs/progression.md)."""
+
+    name: StrictStr | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    label: StrictStr = ""
+    measure: Literal["fvc", "dlco"]
+    kind: Literal["relative", "absolute"]
+    threshold: Number = Field(gt=0, le=100)
+    confirmed: StrictBool = False
+    window_months: Number | None = Field(default=None, gt=0)
+
+    @property
+    def key(self) -> str:
+        """``name``, or ``<measure>_<kind>_<threshold>[_confirmed]`` (``fvc_relative_10``)."""
+        if self.name:
+            return self.name
+        return f"{self.measure}_{self.kind}_{self.threshold:g}".replace(".", "_") + (
+            "_confirmed" if self.confirmed else "")
+
+    @property
+    def title(self) -> str:
+        """``label``, or ``FVC relative decline ≥ 10%`` / ``DLCO absolute decline ≥ 15 points``."""
+        if self.label:
+            return self.label
+        unit = "%" if self.kind == "relative" else " points"
+        window = f" within {self.window_months:g} months" if self.window_months else ""
+        return (f"{self.measure.upper()} {self.kind} decline \u2265 {self.threshold:g}{unit}{window}"
+                + (", confirmed" if self.confirmed else ""))
+
+
+class Progression(_Settings):
+    """Progression endpoints (``[progression]``, docs/progression.md): declines from baseline, the physiological
+    criterion of progressive pulmonary fibrosis (``ppf``: absolute FVC decline >= 5 points or DLCO decline >= 10 points
+    of % predicted within ``ppf_window_months``; Raghu et al., AJRCCM 2022;205:e18-e47), each as time to the first
+    qualifying test by arm; and the annualised FVC slope in mL/year from FVC in litres (``fvc_slope``)."""
+
+    endpoints: tuple[ProgressionEndpoint, ...] = ()
+    ppf: StrictBool = False
+    ppf_window_months: Number = Field(default=12, gt=0)
+    ppf_confirmed: StrictBool = False
+    fvc_slope: StrictBool = True
+
+    def needed_outcomes(self) -> tuple[str, ...]:
+        """The pft outcomes the cohort must carry for these analyses (beyond the protocol's ``[[outcomes]]``)."""
+        names = [PROGRESSION_MEASURES[e.measure] for e in self.endpoints]
+        if self.ppf:
+            names += list(PROGRESSION_MEASURES.values())
+        if self.fvc_slope:
+            names.append(FVC_SLOPE_OUTCOME)
+        return tuple(dict.fromkeys(names))
+
+
 class Protocol(_Settings):
     """A complete study protocol. See ``docs/protocol.md``."""
 
@@ -303,6 +364,8 @@ class Protocol(_Settings):
     omop: OmopSettings | None = None
     #: Confounding by indication: propensity score, weighting / matching, balance (``[confounding]``).
     confounding: Confounding | None = None
+    #: Progression endpoints and the annualised FVC slope (``[progression]``); None = not analysed.
+    progression: Progression | None = None
 
     @model_validator(mode="after")
     def _checked(self) -> "Protocol":
@@ -327,6 +390,13 @@ class Protocol(_Settings):
     def compared_arms(self) -> tuple[str, ...]:
         """Every arm but the reference, in protocol order: each is contrasted with the reference arm."""
         return tuple(a.name for a in self.arms[:-1])
+
+    def cohort_outcomes(self) -> tuple[str, ...]:
+        """Outcomes the cohort's long table carries: the ``[[outcomes]]``, then those ``[progression]`` needs."""
+        names = [o.name for o in self.outcomes]
+        if self.progression is not None:
+            names += self.progression.needed_outcomes()
+        return tuple(dict.fromkeys(names))
 
     def arm_of_drug(self) -> dict[str, str]:
         return {d: a.name for a in self.arms for d in a.drugs}
@@ -524,11 +594,35 @@ def _consistency_problems(p: Protocol) -> list[str]:
         if sa.name in sens:
             problems.append(f"sensitivity[{i}].name: {sa.name!r} is the name of sensitivity[{sens[sa.name]}] too")
         sens.setdefault(sa.name, i)
+    problems += _progression_problems(p)
     first: dict[str, int] = {}
     for i, o in enumerate(p.outcomes):
         if o.name in first:
             problems.append(f"outcomes[{i}].name: {o.name!r} is the name of outcomes[{first[o.name]}] too")
         first.setdefault(o.name, i)
+    return problems
+
+
+def _progression_problems(p: Protocol) -> list[str]:
+    """``[progression]``: something to analyse, distinct endpoint names, windows inside follow-up."""
+    pr = p.progression
+    if pr is None:
+        return []
+    problems: list[str] = []
+    if not pr.endpoints and not pr.ppf and not pr.fvc_slope:
+        problems.append("progression: no endpoints, ppf = false and fvc_slope = false: nothing to analyse; "
+                        "remove [progression] or declare [[progression.endpoints]]")
+    seen: dict[str, str] = {"ppf": "ppf"} if pr.ppf else {}
+    for i, e in enumerate(pr.endpoints):
+        if e.key in seen:
+            problems.append(f"progression.endpoints[{i}]: name {e.key!r} is taken by {seen[e.key]}; give a name")
+        seen.setdefault(e.key, f"progression.endpoints[{i}]")
+        if e.window_months is not None and e.window_months > p.follow_up.max_months:
+            problems.append(f"progression.endpoints[{i}].window_months: {e.window_months:g} is beyond "
+                            f"follow_up.max_months ({p.follow_up.max_months:g})")
+    if pr.ppf and pr.ppf_window_months > p.follow_up.max_months:
+        problems.append(f"progression.ppf_window_months: {pr.ppf_window_months:g} is beyond follow_up.max_months "
+                        f"({p.follow_up.max_months:g})")
     return problems
 
 

@@ -172,6 +172,8 @@ register_outcome(OutcomeSpec("fvc_pct_pred", "FVC % predicted", "pft", "fvc_pct_
 register_outcome(OutcomeSpec("dlco_pct_pred", "DLCO % predicted", "pft", "dlco_pct_pred", "% predicted"))
 register_outcome(OutcomeSpec("prednisone_mg", "Prednisone-equivalent dose, mg/day", "glucocorticoids", None,
                              "mg/day"))
+#: FVC in litres as recorded (pft.fvc_l): the annualised FVC slope in mL/year of [progression] (docs/progression.md)
+register_outcome(OutcomeSpec("fvc_l", "FVC, L", "pft", "fvc_l", "L"))
 
 
 # --- the built-in covariates -----------------------------------------------------------------------------

@@ -282,6 +282,26 @@ def _endpoint(name: str, data: pd.DataFrame, event: np.ndarray, order: list[str]
                           conf_level, by_arm)
 
 
+def event_endpoint(name: str, data: pd.DataFrame, event: np.ndarray, order: list[str], reference_arm: str,
+                   report_months=REPORT_MONTHS, conf_type: ConfType = "log",
+                   conf_level: float = 0.95) -> EndpointResult:
+    """Kaplan–Meier per arm, log-rank and Cox of one time-to-event endpoint (also used for progression).
+
+    Parameters
+    ----------
+    name : str
+        The endpoint's name.
+    data : pandas.DataFrame, shape (n, 2+)
+        ``arm`` (each one of ``order``) and ``months`` (≥ 0) per patient.
+    event : numpy.ndarray of bool, shape (n,)
+    order : list of str
+        Arms, compared arms first, the reference last.
+    reference_arm : str
+    """
+    return _endpoint(name, data, np.asarray(event, dtype=bool), list(order), reference_arm, tuple(report_months),
+                     conf_type, conf_level)
+
+
 def discontinuation(times: pd.DataFrame, arms: list[str], reference_arm: str, *,
                     report_months=REPORT_MONTHS, conf_type: ConfType = "log",
                     conf_level: float = 0.95) -> DiscontinuationResult:

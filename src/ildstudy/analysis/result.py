@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ildstudy.analysis.adverse_events import AdverseEventResult
     from ildstudy.analysis.confounding.result import ConfoundingResult
     from ildstudy.analysis.discontinuation import DiscontinuationResult
+    from ildstudy.analysis.progression import ProgressionResult
     from ildstudy.analysis.safety import SafetyResult
     from ildstudy.analysis.sensitivity import SensitivityResult
     from ildstudy.analysis.table1 import Table1Result
@@ -124,6 +125,9 @@ class StudyResult:
     #: Confounding by indication (:mod:`ildstudy.analysis.confounding`): propensity score, designs, balance and the
     #: outcome analyses under them; ``None`` without a ``[confounding]`` table in the protocol.
     confounding: ConfoundingResult | None = None
+    #: Progression endpoints (time to a decline from baseline, the PPF physiological criterion) and the annualised
+    #: FVC slope (:mod:`ildstudy.analysis.progression`); ``None`` without a ``[progression]`` table.
+    progression: ProgressionResult | None = None
 
     @property
     def results(self) -> dict[str, Any]:

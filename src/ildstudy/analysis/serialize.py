@@ -58,6 +58,7 @@ def results_document(result: StudyResult) -> dict[str, Any]:
                                 result.safety and result.safety.person_time_dict()),
         "discontinuation": _with(result.discontinuation.to_dict(), "competing_risks",
                                  result.safety and result.safety.competing_risks_dict()),
+        **({"progression": result.progression.to_dict()} if result.progression is not None else {}),
         **({"sensitivity": result.sensitivity.to_dict()} if result.sensitivity is not None else {}),
         **({"confounding": result.confounding.to_dict()} if result.confounding is not None else {}),
         "warnings": list(result.warnings),
@@ -74,6 +75,8 @@ def study_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
     tables.update(result.discontinuation.tables())
     if result.safety is not None:
         tables.update(result.safety.tables())
+    if result.progression is not None:
+        tables.update(result.progression.tables())
     if result.sensitivity is not None:
         tables.update(result.sensitivity.tables())
     if result.confounding is not None:

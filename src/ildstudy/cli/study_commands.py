@@ -98,6 +98,18 @@ def _summary(result, out_dir: Path) -> None:
         for _, row in rows.iterrows():
             out.print(f"{o.label}: {row['contrast']} at {row['month']:g} months = {row['estimate']:.1f} "
                       f"(95% CI {row['ci_low']:.1f} to {row['ci_high']:.1f}), {_p(row['p'])}")
+    pr = result.results.get("progression") or {}
+    for e in pr.get("endpoints", []):
+        counts = " vs ".join(f"{c['arm']} {c['events']}/{c['analysed']}" for c in e["counts"])
+        label = e["label"].replace("\u2265", ">=")  # plain ASCII for any terminal
+        out.print(f"Progression, {label}: {counts}, log-rank {_p(e['logrank_p'])}")
+    slope = pr.get("fvc_slope")
+    if slope and slope["available"]:
+        parts = [f"{r['term']} {r['estimate']:+.0f} ({r['ci_low']:+.0f} to {r['ci_high']:+.0f})"
+                 for r in slope["slopes"]]
+        out.print(f"FVC slope, mL/year: {'; '.join(parts)}")
+    elif slope:
+        out.print(f"FVC slope, mL/year: not available ({slope['reason']})")
     report = out_dir / "report.html"
     out.print(f"Outputs: {out_dir}/" + (f"  (report: {report})" if report.exists() else ""))
 

@@ -138,7 +138,7 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
     patients = _typed(con.execute(patients_table(src, status_expr, doses, protocol)), patient_types())
     patients = _sorted(patients, ["patient_id"])
     outcomes = _typed(con.execute(outcomes_table(src, status_expr, doses, protocol)), OUTCOME_TYPES)
-    order = {o.name: i for i, o in enumerate(protocol.outcomes)}
+    order = {name: i for i, name in enumerate(protocol.cohort_outcomes())}
     outcomes = _sorted(outcomes.assign(_o=outcomes["outcome"].map(order)),
                        ["_o", "patient_id", "months", "value"]).drop(columns="_o")
     adverse = _typed(con.execute(adverse_events_table(src, status_expr, protocol)), AE_TYPES)

@@ -112,12 +112,12 @@ def first_record_day(src: Sources, index: ir.Table) -> ir.Table:
 
 def pft_outcome_columns(protocol) -> list[str]:
     """PFT columns carried from the baseline PFT: FVC % and DLCO % always, then the protocol's other
-    ``pft`` outcomes (registered in :mod:`ildstudy.variables`)."""
+    ``pft`` outcomes (registered in :mod:`ildstudy.variables`; with those ``[progression]`` needs)."""
     from ildstudy.variables import outcome_spec
 
     cols = ["fvc_pct_pred", "dlco_pct_pred"]
-    for o in protocol.outcomes:
-        spec = outcome_spec(o.name)
+    for name in protocol.cohort_outcomes():
+        spec = outcome_spec(name)
         if spec.source == "pft" and spec.column not in cols:
             cols.append(spec.column)
     return cols

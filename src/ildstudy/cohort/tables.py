@@ -115,11 +115,12 @@ def patients_table(src: Sources, status: ir.Table, doses: ir.Table, protocol) ->
 
 
 def outcomes_table(src: Sources, status: ir.Table, doses: ir.Table, protocol) -> ir.Table:
-    """Long outcomes ``patient_id, outcome, months, value`` for the protocol's outcomes (registered in
+    """Long outcomes ``patient_id, outcome, months, value`` for the protocol's outcomes and those its
+    ``[progression]`` needs (:meth:`~ildstudy.protocol.Protocol.cohort_outcomes`, registered in
     :mod:`ildstudy.variables`): a ``pft`` outcome's baseline value (``baseline_<column>`` of ``status``) at
     month 0, then its column in every PFT after the baseline window up to the end of follow-up; the
     ``glucocorticoids`` outcome at the dose months."""
-    specs = [outcome_spec(o.name) for o in protocol.outcomes]
+    specs = [outcome_spec(name) for name in protocol.cohort_outcomes()]
     c = status.filter(status.step.isnull())
     parts: list[ir.Table] = []
     pft_specs = [s for s in specs if s.source == "pft"]

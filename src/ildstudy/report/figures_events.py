@@ -1,4 +1,4 @@
-"""Event figures: adverse events by arm and category, Kaplan–Meier curves of discontinuation.
+"""Event figures: adverse events by arm and category, Kaplan–Meier curves of discontinuation and progression.
 
 Called by :func:`ildstudy.report.figures.render_figures` inside its ``rc_context``; matplotlib is
 imported only inside the functions.
@@ -10,6 +10,7 @@ import numpy as np
 
 from ildstudy.analysis.adverse_events import AdverseEventResult
 from ildstudy.analysis.discontinuation import DiscontinuationResult, EndpointResult
+from ildstudy.analysis.progression import ProgressionResult
 from ildstudy.report import extract
 from ildstudy.report.formatting import fmt_ci, fmt_month, fmt_num, is_missing, p_phrase
 from ildstudy.report.style import GRID, NEUTRAL
@@ -79,19 +80,31 @@ def km_figure(disc: DiscontinuationResult, colours: dict[str, str], *, n_by_arm:
 
     ``colours`` gives the arms (in order) and their colours, ``n_by_arm`` the legend's n, ``max_months``
     the x range; ``treatment`` and ``reference`` name the hazard ratio's arms."""
+    analyses = extract.km_endpoints(disc)
+    return km_panels(analyses, [f"Discontinuation for {extract.endpoint_label(e)}" for e in analyses], colours,
+                     n_by_arm=n_by_arm, max_months=max_months, treatment=treatment, reference=reference,
+                     ylabel="Remaining on treatment (%)")
+
+
+def km_panels(analyses: list[EndpointResult], titles: list[str], colours: dict[str, str], *,
+              n_by_arm: dict[str, int], max_months: float, treatment: str, reference: str, ylabel: str,
+              columns: int | None = None, tick_step: float = 12.0):
+    """Kaplan–Meier panels (one per endpoint, ``columns`` per row; default all in one row), each with its
+    log-rank p and hazard ratio and the numbers at risk below (discontinuation and progression)."""
     from matplotlib.figure import Figure
 
     arms = list(colours)
-    analyses = extract.km_endpoints(disc)
     max_m = float(max_months)
-    ticks = extract.risk_ticks(max_m)
-    fig = Figure(figsize=(4.9 * len(analyses) + 0.4, 4.7))
-    grid = fig.add_gridspec(2, len(analyses), height_ratios=[3.4, 0.3 + 0.28 * len(arms)], hspace=0.42,
+    ticks = extract.risk_ticks(max_m, tick_step)
+    ncol = columns or len(analyses)
+    nrow = -(-len(analyses) // ncol)
+    fig = Figure(figsize=(4.9 * ncol + 0.4, 4.7 * nrow))
+    grid = fig.add_gridspec(2 * nrow, ncol, height_ratios=[3.4, 0.3 + 0.28 * len(arms)] * nrow, hspace=0.42,
                             wspace=0.28)
-    ylabel = "Remaining on treatment (%)"
     for k, endpoint in enumerate(analyses):
-        ax = fig.add_subplot(grid[0, k])
-        risk = fig.add_subplot(grid[1, k], sharex=ax)
+        row, col = divmod(k, ncol)
+        ax = fig.add_subplot(grid[2 * row, col])
+        risk = fig.add_subplot(grid[2 * row + 1, col], sharex=ax)
         for arm in arms:
             curve = extract.km_curve(endpoint, arm)
             if curve.empty:
@@ -112,8 +125,8 @@ def km_figure(disc: DiscontinuationResult, colours: dict[str, str], *, n_by_arm:
                     marker="|", markersize=6, markeredgewidth=1.0, color=colours[arm], zorder=4)
         ax.set_ylim(0, 103)
         ax.set_xlim(0, max_m * 1.02)
-        ax.set_title(f"Discontinuation for {extract.endpoint_label(endpoint)}", loc="left")
-        ax.set_ylabel(ylabel if k == 0 else "")
+        ax.set_title(titles[k], loc="left")
+        ax.set_ylabel(ylabel if col == 0 else "")
         ax.yaxis.grid(True, color=GRID, linewidth=0.6)
         ax.set_axisbelow(True)
         ax.tick_params(labelbottom=True)
@@ -132,6 +145,29 @@ def km_figure(disc: DiscontinuationResult, colours: dict[str, str], *, n_by_arm:
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(arms), bbox_to_anchor=(0.5, 1.0), fontsize=9)
     return fig
+
+
+def progression_figure(progression: ProgressionResult, colours: dict[str, str], *, n_by_arm: dict[str, int],
+                       max_months: float, treatment: str, reference: str):
+    """Kaplan–Meier curves of time to each progression endpoint (two panels per row), numbers at risk below."""
+    eps = list(progression.endpoints)
+    return km_panels([e.km for e in eps], [_wrap(e.label) for e in eps], colours, n_by_arm=n_by_arm,
+                     max_months=max_months, treatment=treatment, reference=reference,
+                     ylabel="Free of progression (%)", columns=min(2, len(eps)))
+
+
+def progression_caption(treatment: str, reference: str) -> str:
+    """Caption of the progression figure."""
+    return (f"Kaplan–Meier estimates of the percentage of patients without a qualifying decline from baseline "
+            f"(time of the first qualifying test; censored at the last test, within the endpoint's window), with "
+            f"95% confidence bands; ticks mark censored patients. HR: Cox hazard ratio of progression, {treatment} "
+            f"vs {reference} (95% CI).")
+
+
+def _wrap(text: str, width: int = 44) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
 
 
 def _risk_table(ax, endpoint: EndpointResult, arms: list[str], colours: dict[str, str],

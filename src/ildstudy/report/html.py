@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from ildstudy.analysis.result import StudyResult
 from ildstudy.report import extract, safety_section, sensitivity_section, tables, text
-from ildstudy.report import confounding_section
+from ildstudy.report import confounding_section, progression_section
 from ildstudy.report.figures import RenderedFigure, render_figures
 from ildstudy.report.formatting import fmt_month
 from ildstudy.report.style import arm_colours
@@ -106,6 +106,7 @@ def report_context(result: StudyResult, figures: list[RenderedFigure]) -> dict[s
         "km": tables.discontinuation(result),
         "km_figure": by_name.get("discontinuation_km"),
         "km_month": fmt_month(extract.headline_month(result)),
+        "progression": progression_section.progression_context(result, by_name.get("progression_km")),
         "safety": safety_section.safety_context(result, by_name.get("cumulative_incidence")),
         "multiplicity": text.multiplicity_labels(p),
         "sensitivity": sensitivity_section.sensitivity_context(result, by_name.get("sensitivity_forest")),
