@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ildstudy.analysis.adverse_events import AdverseEventResult
     from ildstudy.analysis.confounding.result import ConfoundingResult
     from ildstudy.analysis.discontinuation import DiscontinuationResult
+    from ildstudy.analysis.lung_function import LungFunctionResult
     from ildstudy.analysis.safety import SafetyResult
     from ildstudy.analysis.sensitivity import SensitivityResult
     from ildstudy.analysis.table1 import Table1Result
@@ -124,6 +125,9 @@ class StudyResult:
     #: Confounding by indication (:mod:`ildstudy.analysis.confounding`): propensity score, designs, balance and the
     #: outcome analyses under them; ``None`` without a ``[confounding]`` table in the protocol.
     confounding: ConfoundingResult | None = None
+    #: Lung function (:mod:`ildstudy.analysis.lung_function`): the reference equation of each measure and the tests
+    #: derived or flagged; ``None`` when the protocol uses recorded % predicted only (no ``[lung_function]``).
+    lung_function: LungFunctionResult | None = None
 
     @property
     def results(self) -> dict[str, Any]:

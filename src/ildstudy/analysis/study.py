@@ -19,6 +19,7 @@ from ildstudy.analysis.adverse_events import compare_adverse_events
 from ildstudy.analysis.cohort_checks import check_cohort_size
 from ildstudy.analysis.confounding.study import CONFOUNDING_SKIPPED, confounding_notice, study_confounding
 from ildstudy.analysis.discontinuation import discontinuation
+from ildstudy.analysis.lung_function import lung_function_result
 from ildstudy.analysis.result import OutcomeResult, StudyResult
 from ildstudy.analysis.safety import study_safety
 from ildstudy.analysis.sensitivity import run_sensitivity
@@ -172,7 +173,7 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
     return StudyResult(
         protocol=protocol, arms=n_by_arm, attrition=attrition, table1=t1, outcomes=outcomes,
         adverse_events=ae, discontinuation=disc, warnings=tuple(str(w) for w in warnings), provenance=provenance,
-        safety=safety, confounding=confounding,
+        safety=safety, confounding=confounding, lung_function=lung_function_result(cohort.lung_function, protocol),
     )
 
 

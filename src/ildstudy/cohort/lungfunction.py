@@ -173,8 +173,10 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
 
 
 def _measure_rows(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["measure", "equation", "n_tests", "n_derived", "n_flagged", "n_compared",
-                                       "mean_recorded_minus_derived"])
+    frame = pd.DataFrame(rows, columns=["measure", "equation", "n_tests", "n_derived", "n_flagged", "n_compared",
+                                        "mean_recorded_minus_derived"])
+    return frame.astype({"n_tests": "int64", "n_derived": "int64", "n_flagged": "int64", "n_compared": "Int64",
+                         "mean_recorded_minus_derived": "float64"})
 
 
 def _dlco_units(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
