@@ -178,7 +178,7 @@ def test_sensitivity_rows_equal_separate_runs_of_each_variant(study, registry):
     s = doc["sensitivity"]
     names = [a["analysis"] for a in s["analyses"]]
     assert names == ["primary", "published_reading", "intention_to_treat", "baseline_window_60",
-                     "with_follow_up_pft", "natural_spline_time", "baseline_lung_function"]
+                     "with_follow_up_pft", "natural_spline_time", "baseline_lung_function", "gli_global_2022"]
     assert all(a["status"] == "run" for a in s["analyses"])
     assert s["month"] == 36.0
     primary = s["analyses"][0]

@@ -28,6 +28,8 @@ from ildstudy.data.omop.concepts import OmopSettings
 from ildstudy.data.schema import PATIENTS
 from ildstudy.errors import ProtocolError
 from ildstudy.reference.drugs import DrugNames, declared_drug_names
+from ildstudy.reference.lungfunction.settings import LungFunctionSettings
+from ildstudy.variables import DERIVED_PFT_COLUMNS
 from ildstudy.variables import covariates as registered_covariates
 from ildstudy.variables import outcomes as registered_outcomes
 
@@ -366,6 +368,13 @@ class Protocol(_Settings):
     confounding: Confounding | None = None
     #: Progression endpoints and the annualised FVC slope (``[progression]``); None = not analysed.
     progression: Progression | None = None
+    #: Reference equations for % predicted and z-scores (``[lung_function]``); None = as recorded.
+    lung_function: LungFunctionSettings | None = None
+
+    @property
+    def lung(self) -> LungFunctionSettings:
+        """``[lung_function]``, or its defaults (as recorded) when the protocol has none."""
+        return self.lung_function or LungFunctionSettings()
 
     @model_validator(mode="after")
     def _checked(self) -> "Protocol":
@@ -426,6 +435,8 @@ class Protocol(_Settings):
             for part in parts[:-1]:
                 nxt = []
                 for node in nodes:
+                    if part == "lung_function" and node.get(part) is None:  # unset: its defaults, to change
+                        node[part] = LungFunctionSettings().model_dump(mode="python")
                     child = node.get(part)
                     if isinstance(child, dict):
                         nxt.append(child)
@@ -589,6 +600,11 @@ def _consistency_problems(p: Protocol) -> list[str]:
                             f"({', '.join(o.name for o in p.outcomes)})")
         if pe.month not in p.analysis.contrast_months:
             problems.append(f"analysis.primary.month: month {pe.month:g} is not one of analysis.contrast_months")
+    for i, o in enumerate(p.outcomes):
+        column = registered_outcomes()[o.name].column
+        if DERIVED_PFT_COLUMNS.get(column) and not p.lung.needs_raw:
+            problems.append(f"outcomes[{i}].name: {o.name!r} is computed from raw values with a reference "
+                            "equation; set [lung_function] reference_equation (e.g. \"gli_global_2022\")")
     sens: dict[str, int] = {}
     for i, sa in enumerate(p.sensitivity):
         if sa.name in sens:

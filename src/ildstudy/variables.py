@@ -90,6 +90,12 @@ class CovariateSpec:
         return s.astype(object).where(s.notna(), np.nan)
 
 
+#: PFT columns the cohort derives from raw values (:mod:`ildstudy.cohort.lungfunction`), not in the pft table:
+#: column -> whether it needs ``[lung_function] reference_equation`` other than ``as_recorded`` (``fvc_ml`` is
+#: ``fvc_l`` x 1000 and needs no equation).
+DERIVED_PFT_COLUMNS: dict[str, bool] = {"fvc_zscore": True, "fev1_pct_pred": True, "fev1_zscore": True,
+                                        "dlco_zscore": True, "fvc_ml": False}
+
 _OUTCOMES: dict[str, OutcomeSpec] = {}
 _COVARIATES: dict[str, CovariateSpec] = {}
 
@@ -101,7 +107,7 @@ def register_outcome(spec: OutcomeSpec, *, replace: bool = False) -> OutcomeSpec
         raise ValueError(f"outcome {spec.name!r} is registered already")
     if spec.source == "pft":
         numbers = [c.name for c in PFT.columns if c.kind == "number"]
-        if spec.column not in numbers:
+        if spec.column not in numbers and spec.column not in DERIVED_PFT_COLUMNS:
             raise ValueError(f"outcome {spec.name!r}: pft column {spec.column!r} is not a number column of "
                              f"the pft table ({', '.join(numbers)})")
     elif spec.column is not None:
@@ -174,6 +180,12 @@ register_outcome(OutcomeSpec("prednisone_mg", "Prednisone-equivalent dose, mg/da
                              "mg/day"))
 #: FVC in litres as recorded (pft.fvc_l): the annualised FVC slope in mL/year of [progression] (docs/progression.md)
 register_outcome(OutcomeSpec("fvc_l", "FVC, L", "pft", "fvc_l", "L"))
+# derived from raw values by the cohort (DERIVED_PFT_COLUMNS, docs/lungfunction.md)
+register_outcome(OutcomeSpec("fvc_zscore", "FVC z-score", "pft", "fvc_zscore", "z-score"))
+register_outcome(OutcomeSpec("fvc_ml", "FVC, mL", "pft", "fvc_ml", "mL"))
+register_outcome(OutcomeSpec("fev1_pct_pred", "FEV1 % predicted", "pft", "fev1_pct_pred", "% predicted"))
+register_outcome(OutcomeSpec("fev1_zscore", "FEV1 z-score", "pft", "fev1_zscore", "z-score"))
+register_outcome(OutcomeSpec("dlco_zscore", "DLCO z-score", "pft", "dlco_zscore", "z-score"))
 
 
 # --- the built-in covariates -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ildstudy.analysis.adverse_events import AdverseEventResult
     from ildstudy.analysis.confounding.result import ConfoundingResult
     from ildstudy.analysis.discontinuation import DiscontinuationResult
+    from ildstudy.analysis.lung_function import LungFunctionResult
     from ildstudy.analysis.progression import ProgressionResult
     from ildstudy.analysis.safety import SafetyResult
     from ildstudy.analysis.sensitivity import SensitivityResult
@@ -128,6 +129,9 @@ class StudyResult:
     #: Progression endpoints (time to a decline from baseline, the PPF physiological criterion) and the annualised
     #: FVC slope (:mod:`ildstudy.analysis.progression`); ``None`` without a ``[progression]`` table.
     progression: ProgressionResult | None = None
+    #: Lung function (:mod:`ildstudy.analysis.lung_function`): the reference equation of each measure and the tests
+    #: derived or flagged; ``None`` when the protocol uses recorded % predicted only (no ``[lung_function]``).
+    lung_function: LungFunctionResult | None = None
 
     @property
     def results(self) -> dict[str, Any]:

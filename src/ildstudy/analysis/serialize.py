@@ -53,6 +53,7 @@ def results_document(result: StudyResult) -> dict[str, Any]:
         "reference_arm": p.reference_arm,
         "attrition": attrition_records(result),
         "table1": result.table1.records(),
+        **({"lung_function": result.lung_function.to_dict()} if result.lung_function is not None else {}),
         "outcomes": {name: o.to_dict() for name, o in result.outcomes.items()},
         "adverse_events": _with(result.adverse_events.to_dict(), "person_time",
                                 result.safety and result.safety.person_time_dict()),
@@ -69,6 +70,8 @@ def study_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
     """Every table of ``tables/`` (name -> DataFrame), in the order written: attrition, Table 1, each
     outcome's four tables, adverse events by arm and by category, discontinuation at the report months."""
     tables = {"attrition": result.attrition, **result.table1.tables()}
+    if result.lung_function is not None:
+        tables.update(result.lung_function.tables())
     for o in result.outcomes.values():
         tables.update(o.tables())
     tables.update(result.adverse_events.tables())

@@ -19,6 +19,7 @@ from ildstudy.analysis.adverse_events import compare_adverse_events
 from ildstudy.analysis.cohort_checks import check_cohort_size
 from ildstudy.analysis.confounding.study import CONFOUNDING_SKIPPED, confounding_notice, study_confounding
 from ildstudy.analysis.discontinuation import discontinuation
+from ildstudy.analysis.lung_function import lung_function_result
 from ildstudy.analysis.progression_study import study_progression
 from ildstudy.analysis.result import OutcomeResult, StudyResult
 from ildstudy.analysis.safety import study_safety
@@ -178,6 +179,7 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
         protocol=protocol, arms=n_by_arm, attrition=attrition, table1=t1, outcomes=outcomes,
         adverse_events=ae, discontinuation=disc, warnings=tuple(str(w) for w in warnings), provenance=provenance,
         safety=safety, confounding=confounding, progression=progression,
+        lung_function=lung_function_result(cohort.lung_function, protocol),
     )
 
 

@@ -84,6 +84,7 @@ class _SqlTempTables(Backend):
     """Engines with ``CREATE TEMPORARY TABLE name AS query`` and double-quoted identifiers."""
 
     def create_temp(self, expr, name: str):
+        self.ibis._run_pre_execute_hooks(expr)  # registers in-memory tables (the derived pft table)
         self._run(f'CREATE TEMPORARY TABLE "{name}" AS {self.ibis.compile(expr)}')
         return self.ibis.table(name)
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from ildstudy.cohort.attrition import attrition_table, check_accounting
 from ildstudy.cohort.backend import Connection, TempTables, connect
+from ildstudy.cohort.lungfunction import LungFunctionDerivation, derivation_warnings, derived_sources
 from ildstudy.cohort.source import Sources
 from ildstudy.cohort.steps import STEP_IDS, patient_status
 from ildstudy.cohort.tables import (adverse_events_table, cohort_doses, covariate_columns, missing_dose_count,
@@ -82,6 +83,9 @@ class Cohort:
     warnings: tuple[Problem, ...]
     backend: str
     censoring: pd.DataFrame | None = None
+    #: How % predicted / z-scores were derived from raw values (:mod:`ildstudy.cohort.lungfunction`); None when
+    #: the protocol uses the recorded values only.
+    lung_function: LungFunctionDerivation | None = None
 
     @property
     def arm_counts(self) -> dict[str, int]:
@@ -130,6 +134,9 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
     warnings = list(src.drug_name_problems(con))
     # Intermediate results stay in the database as temporary tables.
     src = replace(src, medications=temp.store(src.medications, "medications"))
+    src, lung = derived_sources(con, src, protocol, temp.store)
+    if lung is not None:
+        warnings += derivation_warnings(lung)
     status_expr = temp.store(patient_status(src, protocol, keep=temp.store), "status")
     doses = temp.store(cohort_doses(src, status_expr, protocol), "doses")
 
@@ -158,7 +165,7 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
                                 "glucocorticoid prescription active that day has no daily_dose_mg",
                                 severity="warning"))
     return Cohort(protocol, attrition, patients, outcomes, adverse, excluded, tuple(warnings), conn.name,
-                  censoring_table(patients, arms))
+                  censoring_table(patients, arms), lung)
 
 
 def _registry_ids(con, src: Sources) -> pd.Series:

@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from ildstudy.analysis.result import StudyResult
 from ildstudy.report import extract, safety_section, sensitivity_section, tables, text
-from ildstudy.report import confounding_section, progression_section
+from ildstudy.report import confounding_section, lungfunction_section, progression_section
 from ildstudy.report.figures import RenderedFigure, render_figures
 from ildstudy.report.formatting import fmt_month
 from ildstudy.report.style import arm_colours
@@ -96,6 +96,7 @@ def report_context(result: StudyResult, figures: list[RenderedFigure]) -> dict[s
         "flow": tables.flow(result),
         "arms": tables.arm_columns(result),
         "table1": tables.table1(result),
+        "lung_function": lungfunction_section.lung_function_context(result),
         "outcomes": outcomes,
         "headline_month": fmt_month(extract.headline_month(result)),
         "contrast": extract.contrast_label(result),

@@ -24,6 +24,11 @@ OUTCOME_UNITS: dict[str, str] = {
     "fvc_pct_pred": "%-points",
     "dlco_pct_pred": "%-points",
     "prednisone_mg": "mg/day",
+    "fev1_pct_pred": "%-points",
+    "fvc_zscore": "z",
+    "fev1_zscore": "z",
+    "dlco_zscore": "z",
+    "fvc_ml": "mL",
 }
 
 #: Fixed salt so that matplotlib's SVG ids, and hence the files, are identical on rerun.

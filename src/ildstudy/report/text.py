@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ildstudy.analysis.result import StudyResult
 from ildstudy.lmm.weighting import describe_weighting
-from ildstudy.report import extract
+from ildstudy.report import extract, lungfunction_section
 from ildstudy.report.formatting import (
     and_join,
     fmt_ci,
@@ -303,6 +303,8 @@ def methods_paragraphs(result: StudyResult) -> list[str]:
         f"{baseline_window}. "
         f"{follow} Outcomes were {and_join(outcomes)}."
     )
+    lung = lungfunction_section.methods_sentence(result)
+    cohort = f"{cohort} {lung}" if lung else cohort
     t1 = result.table1.table if result.table1 is not None else None
     tests = ([t for t in dict.fromkeys(t1["test"].dropna().astype(str)) if t.strip("-\u2014 ")]
              if t1 is not None and not t1.empty else [])

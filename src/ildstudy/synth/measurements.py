@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ildstudy.reference import lungfunction as lf
+from ildstudy.reference.lungfunction.gli_tlco2017 import TRADITIONAL_PER_SI
 from ildstudy.synth.balance import balance_to_design, design_rows
 from ildstudy.synth.calibration import MODELS, Calibration
 from ildstudy.synth.columns import Coded, Dates, Table
@@ -20,7 +22,8 @@ from ildstudy.synth.plan import Plan
 from ildstudy.synth.windows import DAYS_PER_MONTH, NONE, Windows, choose, row_order, uniform_int
 
 DLCO_UNITS = ("mL/min/mmHg", "mmol/min/kPa", "ml/min/mmHg")
-MMHG_PER_KPA = 2.987
+#: mL/min/mmHg per mmol/min/kPa, as the reference equations convert (gli_tlco2017.TRADITIONAL_PER_SI)
+MMHG_PER_KPA = TRADITIONAL_PER_SI
 
 
 def visit_days(plan: Plan, rng: np.random.Generator, win: Windows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,18 +106,22 @@ def pft_rows(plan: Plan, rng: np.random.Generator, win: Windows, cal: Calibratio
     fvc = np.where(fvc_missing, np.nan, fvc)
     dlco = np.where(dlco_missing, np.nan, dlco)
 
-    age = plan.age[patient] + day / 365.25
+    # raw values consistent with the reference equations: recorded % predicted = 100 raw / predicted (GLI Global
+    # 2022 for FVC, GLI-2017 TLCO for DLCO, traditional units), age at test as the cohort computes it
+    age = (plan.index[patient] + day - plan.birth[patient]) / 365.25
     height = plan.height[patient]
     height = np.where(np.isnan(height), np.where(plan.female[patient], 162.0, 176.0), height)
     female = plan.female[patient]
-    fvc_pred = np.where(female, 0.0443 * height - 0.026 * age - 2.89, 0.0576 * height - 0.026 * age - 4.34)
-    fvc_l = np.clip(np.round(fvc / 100 * np.maximum(fvc_pred, 1.5), 2), 0.2, 9.0)
+    sex = np.where(female, "female", "male")
+    fvc_pred = lf.predict("gli_global_2022", "fvc", sex, age, height, on_invalid="flag").predicted
+    fvc_l = np.clip(np.round(fvc / 100 * fvc_pred, 2), 0.2, 9.0)
     fev1_l = np.clip(np.round(fvc_l * rng.uniform(0.78, 0.90, n), 2), 0.15, 9.0)
     has_l = rng.random(n) < 0.9
     fvc_l = np.where(has_l, fvc_l, np.nan)
     fev1_l = np.where(has_l, fev1_l, np.nan)
-    dlco_pred = np.where(female, 0.18 * height - 0.15 * age - 2.0, 0.22 * height - 0.17 * age - 2.0)
-    dlco_abs = dlco / 100 * np.maximum(dlco_pred, 10.0)
+    dlco_pred = lf.predict("gli_tlco_2017", "tlco", sex, age, height, units="traditional",
+                           on_invalid="flag").predicted
+    dlco_abs = dlco / 100 * dlco_pred
     unit = choose(rng, (0.8, 0.15, 0.05), n).astype(np.int32)
     dlco_abs = np.where(unit == 1, np.round(dlco_abs / MMHG_PER_KPA, 2), np.round(dlco_abs, 1))
     unit = np.where(np.isnan(dlco_abs), -1, unit)

@@ -1,0 +1,245 @@
+"""Lung function recomputed with one reference equation: % predicted and z-scores from the raw PFT values.
+
+Centres record FVC/FEV1 in litres and DLCO in mL/min/mmHg or mmol/min/kPa, and their labs used different
+equations over the years. With ``[lung_function] reference_equation`` other than ``as_recorded`` every PFT's
+``fvc_pct_pred``, ``dlco_pct_pred`` (and the derived ``fvc_zscore``, ``fev1_pct_pred``, ``fev1_zscore``,
+``dlco_zscore``) are recomputed here from ``fvc_l``, ``fev1_l``, ``dlco`` + ``dlco_unit`` (+ ``hemoglobin_g_dl``),
+sex, age at the test (``(test_date - birth_date)`` days / 365.25, as the cohort's age) and ``patients.height_cm``
+with :mod:`ildstudy.reference.lungfunction`; the recorded % predicted is then not used. ``fvc_ml`` is
+``1000 fvc_l`` under any setting.
+
+Why here, in pandas, before the cohort steps: the GLI equations are spline lookup tables, not SQL, and the
+cohort's baseline-PFT step must select on the recomputed FVC % (a raw-only registry has no recorded one). So
+the pft table is read once (any backend), derived by :func:`derive_pft` and stored back as a temporary table
+that replaces ``Sources.pft``; every cohort step after it is unchanged SQL.
+
+A test whose value cannot be derived is flagged, never a silent NaN: its value is missing, and
+:class:`LungFunctionDerivation` counts it per measure and reason (``no_raw_value``, ``no_dlco_unit``,
+``no_sex``, ``no_birth_date``, ``no_height``, ``no_ethnicity``, ``age_outside_range``, ``height_outside_range``,
+``non_positive_value``); :func:`derivation_warnings` lists them with examples. Counts are over the whole
+registry's pft table (every test of every patient). An unknown ``dlco_unit`` is a :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ildstudy.errors import DataError, Problem
+from ildstudy.reference import lungfunction as lf
+from ildstudy.reference.lungfunction.settings import ETHNICITY_GROUPS, LungFunctionSettings
+
+#: pft columns the derivation reads (patients: sex, birth_date, height_cm, race_ethnicity)
+RAW_COLUMNS = ("patient_id", "test_date", "fvc_pct_pred", "dlco_pct_pred", "fvc_l", "fev1_l", "dlco", "dlco_unit",
+               "hemoglobin_g_dl")
+#: columns the derivation adds to the pft table (:data:`ildstudy.variables.DERIVED_PFT_COLUMNS`)
+DERIVED_COLUMNS = ("fvc_zscore", "fev1_pct_pred", "fev1_zscore", "dlco_zscore", "fvc_ml")
+#: dlco_unit (canonical spelling, data/schema.py) -> units of :func:`ildstudy.reference.lungfunction.predict`
+DLCO_UNITS = {"mL/min/mmHg": "traditional", "mmol/min/kPa": "si"}
+#: measure -> (raw column, recorded % column or None, % column written, z column written)
+MEASURES = {"fvc": ("fvc_l", "fvc_pct_pred", "fvc_pct_pred", "fvc_zscore"),
+            "fev1": ("fev1_l", None, "fev1_pct_pred", "fev1_zscore"),
+            "dlco": ("dlco", "dlco_pct_pred", "dlco_pct_pred", "dlco_zscore")}
+#: the reasons a test is flagged, in the order they are checked
+REASONS = ("no_raw_value", "no_dlco_unit", "non_positive_value", "no_sex", "no_birth_date", "no_height",
+           "no_ethnicity", "height_outside_range", "age_outside_range")
+_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class LungFunctionDerivation:
+    """What the derivation did.
+
+    Attributes
+    ----------
+    equation, dlco_equation : the spirometry and DLCO equations (``as_recorded``: nothing recomputed).
+    hb_correction : whether predicted DLCO was adjusted to haemoglobin.
+    measures : DataFrame[measure, equation, n_tests, n_derived, n_flagged, n_compared, mean_recorded_minus_derived]
+        per measure: tests with a raw or recorded value, derived, flagged; for FVC and DLCO the tests with both a
+        recorded and a recomputed % predicted and their mean difference (recorded - recomputed, points).
+    flags : DataFrame[measure, reason, n] (only reasons that occurred).
+    examples : DataFrame[measure, reason, patient_id, test_date] (the first few tests of each reason).
+    n_hb_uncorrected : DLCO tests derived without haemoglobin although ``hb_correction`` is on.
+    """
+
+    equation: str
+    dlco_equation: str | None
+    hb_correction: bool
+    measures: pd.DataFrame
+    flags: pd.DataFrame
+    examples: pd.DataFrame
+    n_hb_uncorrected: int = 0
+
+
+def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
+               settings: LungFunctionSettings) -> tuple[pd.DataFrame, LungFunctionDerivation]:
+    """The pft table with the derived columns, and what was derived and flagged.
+
+    Parameters
+    ----------
+    pft : DataFrame with :data:`RAW_COLUMNS` (extra columns kept).
+    patients : DataFrame[patient_id, sex, birth_date, height_cm, race_ethnicity].
+    settings : the protocol's ``[lung_function]``.
+
+    Raises
+    ------
+    DataError
+        A ``dlco_unit`` that is neither mL/min/mmHg nor mmol/min/kPa (naming the pft column and value).
+    """
+    out = pft.reset_index(drop=True).copy()
+    out["fvc_ml"] = pd.to_numeric(out["fvc_l"]).astype(float) * 1000.0
+    for col in ("fvc_zscore", "fev1_pct_pred", "fev1_zscore", "dlco_zscore"):
+        out[col] = np.nan
+    empty = pd.DataFrame({"measure": pd.Series(dtype=object), "reason": pd.Series(dtype=object),
+                          "n": pd.Series(dtype="int64")})
+    if not settings.needs_raw:
+        return out, LungFunctionDerivation("as_recorded", None, False, _measure_rows([]), empty,
+                                           empty.drop(columns="n").assign(patient_id=None, test_date=None))
+    who = out[["patient_id"]].merge(patients.drop_duplicates("patient_id"), on="patient_id", how="left")
+    test = pd.to_datetime(out["test_date"])
+    age = ((test - pd.to_datetime(who["birth_date"])).dt.days / 365.25).to_numpy(float)
+    height = pd.to_numeric(who["height_cm"]).to_numpy(float)
+    sex = who["sex"].astype(object).where(who["sex"].notna(), None).to_numpy(object)
+    person = {"no_sex": pd.isna(who["sex"]).to_numpy() | ~np.isin(np.char.lower(sex.astype(str)),
+                                                                  ["f", "m", "female", "male"]),
+              "no_birth_date": np.isnan(age), "no_height": np.isnan(height),
+              "height_outside_range": ~np.isnan(height) & ((height < lf._core.HEIGHT_RANGE_CM[0])
+                                                            | (height > lf._core.HEIGHT_RANGE_CM[1]))}
+    sex_c = np.where(person["no_sex"], "male", sex)
+    age_c = np.where(np.isnan(age), 50.0, age)
+    h_c = np.where(np.isnan(height) | person["height_outside_range"], 170.0, height)
+
+    rows, flags, examples = [], [], []
+    n_hb = 0
+    for measure, (raw_col, rec_col, pct_col, z_col) in MEASURES.items():
+        eq = settings.dlco_equation if measure == "dlco" else settings.reference_equation
+        raw = pd.to_numeric(out[raw_col]).to_numpy(float)
+        recorded = (pd.to_numeric(out[rec_col]).to_numpy(float) if rec_col else np.full(len(out), np.nan))
+        is_test = ~np.isnan(raw) | ~np.isnan(recorded)
+        reasons = {"no_raw_value": np.isnan(raw), "non_positive_value": ~np.isnan(raw) & (raw <= 0), **person}
+        kw: dict = {}
+        if measure == "dlco":
+            units, no_unit = _dlco_units(out["dlco_unit"])
+            reasons["no_dlco_unit"] = ~np.isnan(raw) & no_unit
+        groups = ETHNICITY_GROUPS.get(eq)
+        if groups:
+            eth = np.array([settings.ethnicity_group(v) for v in
+                            who["race_ethnicity"].astype(object).where(who["race_ethnicity"].notna(), None)],
+                           dtype=object)
+            reasons["no_ethnicity"] = pd.isna(eth)
+            kw["ethnicity"] = np.where(pd.isna(eth), groups[0], eth)
+        lo, hi = lf.EQUATIONS[eq].AGE_RANGE
+        reasons["age_outside_range"] = ~np.isnan(age) & ((age < lo) | (age > hi))
+        reason = np.full(len(out), None, dtype=object)
+        for r in REASONS:
+            if r in reasons:
+                reason = np.where((reason == None) & is_test & reasons[r], r, reason)  # noqa: E711
+        ok = is_test & (reason == None)  # noqa: E711
+        pct, z = np.full(len(out), np.nan), np.full(len(out), np.nan)
+        if ok.any():
+            idx = np.flatnonzero(ok)
+            if measure == "dlco":
+                hb = (pd.to_numeric(out["hemoglobin_g_dl"]).to_numpy(float)[idx] if settings.hb_correction
+                      else None)
+                n_hb += int(np.isnan(hb).sum()) if hb is not None else 0
+                for unit in np.unique(units[idx]):
+                    sub = idx[units[idx] == unit]
+                    ref = lf.predict(eq, "tlco", sex_c[sub], age_c[sub], h_c[sub], units=unit,
+                                     hb_g_dl=None if hb is None else hb[np.isin(idx, sub)])
+                    pct[sub], z[sub] = lf.percent_predicted(ref, raw[sub]), lf.zscore(ref, raw[sub])
+            else:
+                extra = {k: v[idx] for k, v in kw.items()}
+                ref = lf.predict(eq, measure, sex_c[idx], age_c[idx], h_c[idx], **extra)
+                pct[idx], z[idx] = lf.percent_predicted(ref, raw[idx]), lf.zscore(ref, raw[idx])
+        out[pct_col], out[z_col] = pct, z
+        both = ~np.isnan(recorded) & ok
+        diff = float(np.mean(recorded[both] - pct[both])) if both.any() and rec_col else None
+        rows.append({"measure": measure, "equation": eq, "n_tests": int(is_test.sum()), "n_derived": int(ok.sum()),
+                     "n_flagged": int((is_test & ~ok).sum()), "n_compared": int(both.sum()) if rec_col else None,
+                     "mean_recorded_minus_derived": diff})
+        for r in REASONS:
+            hit = np.flatnonzero(reason == r)
+            if len(hit):
+                flags.append({"measure": measure, "reason": r, "n": len(hit)})
+                examples += [{"measure": measure, "reason": r, "patient_id": str(out["patient_id"].iloc[i]),
+                              "test_date": str(test.iloc[i].date()) if pd.notna(test.iloc[i]) else None}
+                             for i in hit[:_EXAMPLES]]
+    flag_frame = pd.DataFrame(flags, columns=["measure", "reason", "n"]).astype({"n": "int64"})
+    ex_frame = pd.DataFrame(examples, columns=["measure", "reason", "patient_id", "test_date"])
+    return out, LungFunctionDerivation(settings.reference_equation, settings.dlco_equation, settings.hb_correction,
+                                       _measure_rows(rows), flag_frame, ex_frame, n_hb)
+
+
+def _measure_rows(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["measure", "equation", "n_tests", "n_derived", "n_flagged", "n_compared",
+                                        "mean_recorded_minus_derived"])
+    return frame.astype({"n_tests": "int64", "n_derived": "int64", "n_flagged": "int64", "n_compared": "Int64",
+                         "mean_recorded_minus_derived": "float64"})
+
+
+def _dlco_units(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Units per test (``si``/``traditional``) and where the unit is missing; :class:`DataError` for an unknown
+    one (a database's pft table is not validated by the loader)."""
+    lookup = {k.lower(): v for k, v in DLCO_UNITS.items()}
+    text = column.astype(object).where(column.notna(), None)
+    units = np.array([None if t is None else lookup.get(str(t).strip().lower(), "?") for t in text], dtype=object)
+    bad = np.flatnonzero(units == "?")
+    if len(bad):
+        raise DataError([Problem("pft", None, "dlco_unit", str(text.iloc[i]),
+                                 f"unknown DLCO unit; expected one of {', '.join(DLCO_UNITS)}") for i in bad[:10]])
+    return units, pd.isna(units)
+
+
+def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
+    """One warning per (measure, reason): how many tests were flagged, with example patients and dates."""
+    out = []
+    words = {"no_raw_value": "no raw value (the recorded % predicted is not used)", "no_dlco_unit": "no dlco_unit",
+             "non_positive_value": "raw value is 0 or negative", "no_sex": "patient has no sex",
+             "no_birth_date": "patient has no birth_date", "no_height": "patient has no height_cm",
+             "no_ethnicity": f"patients.race_ethnicity maps to no {d.equation} group ([lung_function] ethnicity_map)",
+             "height_outside_range": "height_cm outside 50-250 cm",
+             "age_outside_range": "age at test outside the equation's range"}
+    column = {"fvc": "fvc_l", "fev1": "fev1_l", "dlco": "dlco"}
+    for r in d.flags.itertuples(index=False):
+        eq = d.dlco_equation if r.measure == "dlco" else d.equation
+        ex = d.examples[(d.examples["measure"] == r.measure) & (d.examples["reason"] == r.reason)]
+        where = ", ".join(f"{e.patient_id} {e.test_date}" for e in ex.itertuples(index=False))
+        out.append(Problem("pft", None, column[r.measure], None,
+                           f"{r.n} test(s) not recomputed with {eq} and left without a value: {words[r.reason]} "
+                           f"(e.g. {where})", severity="warning"))
+    if d.n_hb_uncorrected:
+        out.append(Problem("pft", None, "hemoglobin_g_dl", None,
+                           f"{d.n_hb_uncorrected} DLCO test(s) without haemoglobin: predicted DLCO not "
+                           "Hb-corrected for them", severity="warning"))
+    return out
+
+
+def needs_derivation(protocol) -> bool:
+    """Whether the cohort must derive the pft table: an equation other than ``as_recorded``, or a derived outcome."""
+    from ildstudy.variables import DERIVED_PFT_COLUMNS, outcome_spec
+
+    return protocol.lung.needs_raw or any(outcome_spec(o.name).column in DERIVED_PFT_COLUMNS
+                                          for o in protocol.outcomes)
+
+
+def derived_sources(con, src, protocol, store):
+    """``src`` with its pft table replaced by the derived one (stored through ``store``), and the derivation;
+    ``(src, None)`` when the protocol needs none (:func:`needs_derivation`)."""
+    import dataclasses
+
+    import ibis
+
+    if not needs_derivation(protocol):
+        return src, None
+    pft = con.execute(src.pft)
+    patients = con.execute(src.patients.select("patient_id", "sex", "birth_date", "height_cm", "race_ethnicity"))
+    frame, derivation = derive_pft(pft, patients, protocol.lung)
+    frame["test_date"] = pd.to_datetime(frame["test_date"]).dt.date
+    schema = {**{c: t for c, t in src.pft.schema().items()}, **{c: "float64" for c in DERIVED_COLUMNS}}
+    for c, t in schema.items():
+        if t == "float64" or str(t).startswith("float"):
+            frame[c] = frame[c].astype("float64")
+    table = store(ibis.memtable(frame[list(schema)], schema=ibis.schema(schema)), "pft_derived")
+    return dataclasses.replace(src, pft=table), derivation
