@@ -57,6 +57,8 @@ def child(folder: Path, out_dir: Path, profile: Path | None) -> dict:
     """In the child process: the study as `ildstudy run` does it, one record per stage."""
     import resource
 
+    import ildstudy.cli  # noqa: F401  (as `ildstudy run`: its BLAS thread setting applies before numpy loads)
+
     t_start = time.perf_counter()
     from ildstudy.analysis.study import run_study
     from ildstudy.report.outputs import write_study_outputs
