@@ -50,20 +50,24 @@ sys.path.insert(0, str(HERE))
 from make_data import label  # noqa: E402
 
 
-def ildstudy_exe() -> Path | None:
+def ildstudy_cmd() -> list[str]:
+    """The console script of this checkout's venv; without one (a git worktree), what the script runs:
+    ``python -c "from ildstudy.cli import main; main()"`` with the checkout's ``src`` on PYTHONPATH."""
     exe = VENV_BIN / "ildstudy"
-    if not exe.exists():
-        return None
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from ildstudy.cli import main; main()"]
+
+
+def ildstudy_exe() -> list[str] | None:
     try:
-        r = subprocess.run([str(exe), "lmm", "--help"], capture_output=True, timeout=60)
+        r = subprocess.run([*ildstudy_cmd(), "lmm", "--help"], capture_output=True, timeout=60)
     except (subprocess.TimeoutExpired, OSError):
         return None
-    return exe if r.returncode == 0 else None
+    return ildstudy_cmd() if r.returncode == 0 else None
 
 
 def command(tool: str, data: Path) -> list[str]:
     if tool == "ildstudy":
-        return [str(VENV_BIN / "ildstudy"), "lmm", str(data), "--formula", FORMULA, "--json"]
+        return [*ildstudy_cmd(), "lmm", str(data), "--formula", FORMULA, "--json"]
     if tool == "lme4":
         return ["Rscript", str(HERE / "lme4_fit.R"), str(data)]
     if tool == "lmertest":

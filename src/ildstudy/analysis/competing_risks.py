@@ -276,12 +276,13 @@ def censoring_survival(time, cause, censoring_ties: CensoringTies = "finegray"):
     if censoring_ties not in get_args(CensoringTies):
         raise ValueError(f"censoring_ties must be one of {get_args(CensoringTies)}, got {censoring_ties!r}")
     t, c = _check(time, cause)
-    ct = np.unique(t[c == 0])
+    ct, n_cens = np.unique(t[c == 0], return_counts=True)
+    n_cens = n_cens.astype(float)
     ts = np.sort(t)
     at_risk = len(t) - np.searchsorted(ts, ct, side="left")
-    n_cens = np.array([np.sum((t == x) & (c == 0)) for x in ct], dtype=float)
     if censoring_ties == "finegray":
-        at_risk = at_risk - np.array([np.sum((t == x) & (c > 0)) for x in ct])
+        te = np.sort(t[c > 0])
+        at_risk = at_risk - (np.searchsorted(te, ct, side="right") - np.searchsorted(te, ct, side="left"))
     return ct, np.cumprod(1 - n_cens / at_risk)
 
 
@@ -329,32 +330,55 @@ def fine_gray(time, cause, is_arm, k: int = 1, term: str = "arm", *, ties: Ties 
     g_own = _g_before(ct, g, t)
     event_times = np.unique(t[ev])
     g_evt = _g_before(ct, g, event_times)
-    # weights (n_event_times, n): 1 while at risk; G(t−)/G(T_i−) after a competing event
-    W = (t[None, :] >= event_times[:, None]).astype(float)
-    late = competing[None, :] & (t[None, :] < event_times[:, None])
+    # Weights as a dense (event times x n) matrix would be: 1 while at risk (t_i >= tau_j); G(tau_j-)/G(T_i-)
+    # after a competing event (T_i < tau_j); 0 otherwise. Every sum below is that matrix's row sums, taken with
+    # cumulative sums over time-sorted rows instead (O(n log n); the dense loop was quadratic in time and memory).
+    k_t = len(event_times)
+    order = np.argsort(t, kind="stable")
+    start = np.searchsorted(t[order], event_times, side="left")
+    comp = np.flatnonzero(competing)
+    comp_order = comp[np.argsort(t[comp], kind="stable")]
+    comp_before = np.searchsorted(t[comp_order], event_times, side="left")   # competing events before tau_j
+    dead = np.flatnonzero(ev)
+    j_of = np.searchsorted(event_times, t[dead])
+    nd = np.bincount(j_of, minlength=k_t).astype(float)
+    by_time = np.argsort(j_of, kind="stable")
+    rank = np.empty(len(dead))
+    rank[by_time] = np.arange(len(dead)) - np.searchsorted(j_of[by_time], j_of[by_time], side="left")
+    m = rank / nd[j_of] if ties == "efron" else np.zeros(len(dead))
+    upto = np.searchsorted(event_times, t, side="right")
+    last = np.where(ev, np.searchsorted(event_times, t, side="left"), upto)
     with np.errstate(divide="ignore", invalid="ignore"):
-        W = np.where(late, g_evt[:, None] / g_own[None, :], W)
-    D = (t[None, :] == event_times[:, None]) & ev[None, :]   # the events at each time (weight 1)
+        inv_g = np.where(competing, 1.0 / g_own, 0.0)
+
+    def suffix(v, idx):  # sum of v over the time-sorted rows from idx on
+        return np.concatenate([np.cumsum(v[::-1])[::-1], [0.0]])[idx]
+
+    def prefix(v, idx):  # sum of v over the first idx rows
+        return np.concatenate([[0.0], np.cumsum(v)])[idx]
 
     def pieces(beta):
         r = np.exp(beta * x)
-        ll, score, info = 0.0, 0.0, 0.0
-        resid = np.zeros(len(t))
-        for j in range(len(event_times)):
-            w, dj = W[j], D[j]
-            d = float(dj.sum())
-            s0, s1 = float(w @ r), float(w @ (r * x))
-            e0, e1 = float(r[dj].sum()), float((r * x)[dj].sum())
-            m = np.arange(d) / d if ties == "efron" else np.zeros(int(d))
-            den0, den1 = s0 - m * e0, s1 - m * e1
-            xbar = den1 / den0
-            ll += float(beta * x[dj].sum() - np.log(den0).sum())
-            score += float(x[dj].sum() - xbar.sum())
-            info += float((xbar * (1 - xbar)).sum())       # x is 0/1: S2 = S1
-            # score residuals: δ_i(x_i − mean x̄) − Σ_m w_i r_i (x_i − x̄_m)/den_m, deaths scaled by (1 − m)
-            haz = (x[:, None] - xbar[None, :]) / den0[None, :]
-            resid -= w * r * haz.sum(axis=1) * ~dj
-            resid[dj] += x[dj] - xbar.mean() - r[dj] * (haz[dj] * (1 - m)[None, :]).sum(axis=1)
+        rx = r * x
+        s0 = suffix(r[order], start) + g_evt * prefix((r * inv_g)[comp_order], comp_before)
+        s1 = suffix(rx[order], start) + g_evt * prefix((rx * inv_g)[comp_order], comp_before)
+        e0 = np.bincount(j_of, weights=r[dead], minlength=k_t)
+        e1 = np.bincount(j_of, weights=rx[dead], minlength=k_t)
+        den0 = s0[j_of] - m * e0[j_of]                # one entry per event (Efron's m within its tie group)
+        xbar = (s1[j_of] - m * e1[j_of]) / den0
+        ll = float(beta * x[dead].sum() - np.log(den0).sum())
+        score = float(x[dead].sum() - xbar.sum())
+        info = float((xbar * (1 - xbar)).sum())       # x is 0/1: S2 = S1
+        # score residuals: δ_i(x_i − mean x̄) − Σ_m w_i r_i (x_i − x̄_m)/den_m, deaths scaled by (1 − m)
+        a = np.bincount(j_of, weights=1 / den0, minlength=k_t)
+        b = np.bincount(j_of, weights=xbar / den0, minlength=k_t)
+        A, B = prefix(a, last), prefix(b, last)                       # event times while at risk
+        LA, LB = suffix(g_evt * a, upto), suffix(g_evt * b, upto)     # after a competing event, weighted
+        resid = -r * (x * A - B) - np.where(competing, r * inv_g * (x * LA - LB), 0.0)
+        a1 = np.bincount(j_of, weights=(1 - m) / den0, minlength=k_t)
+        b1 = np.bincount(j_of, weights=xbar * (1 - m) / den0, minlength=k_t)
+        mean_xbar = np.bincount(j_of, weights=xbar, minlength=k_t) / nd
+        resid[dead] += x[dead] - mean_xbar[j_of] - r[dead] * (x[dead] * a1[j_of] - b1[j_of])
         return ll, score, info, resid
 
     beta, it = 0.0, 0

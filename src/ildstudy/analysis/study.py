@@ -112,19 +112,27 @@ def run_study(protocol: Protocol | str | Path, data: Registry | str | Path | Non
     warnings = [w for w in warnings if w.column != "drug"] + list(cohort.warnings)
     main = analyse_cohort(cohort, protocol, data_hash=data_hash, on_step=step, warnings=warnings)
 
-    def variant(p: Protocol) -> StudyResult:
-        return analyse_cohort(build_cohort(source, p), p, data_hash=data_hash)
+    def variant(p: Protocol) -> StudyResult:  # the sensitivity summary reads arms, outcomes and adverse events only
+        return analyse_cohort(build_cohort(source, p), p, data_hash=data_hash, sections="sensitivity")
 
     sensitivity = run_sensitivity(main, variant, on_step=step)
     return main if sensitivity is None else dataclasses.replace(main, sensitivity=sensitivity)
 
 
 def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
-                   on_step: Callable[[str], None] | None = None, warnings=()) -> StudyResult:
+                   on_step: Callable[[str], None] | None = None, warnings=(), sections: str = "all") -> StudyResult:
     """Everything after the cohort: Table 1, outcome models, adverse events, discontinuation.
+
+    ``sections="sensitivity"`` computes only what a sensitivity analysis is summarised by (outcome models and
+    adverse events; :func:`~ildstudy.analysis.sensitivity.run_sensitivity`): Table 1, discontinuation,
+    progression, safety and confounding are ``None``. On 10,000 patients they were 85% of each variant's time
+    (``benchmarks/study``), and nothing reads them.
 
     Raises :class:`~ildstudy.errors.CohortError` first when the cohort or an arm is empty or too small
     (see :func:`~ildstudy.analysis.cohort_checks.check_cohort_size`)."""
+    if sections not in ("all", "sensitivity"):
+        raise ValueError(f"sections must be 'all' or 'sensitivity', got {sections!r}")
+    full = sections == "all"
     step = on_step or (lambda _s: None)
     arms = [a.name for a in protocol.arms]
     ref = protocol.reference_arm
@@ -132,11 +140,10 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
     n_by_arm = {a: int((pts["arm"] == a).sum()) for a in arms}
     check_cohort_size(cohort.attrition, n_by_arm, protocol, with_identity_row(cohort.attrition, n_by_arm))
 
-    step("Table 1")
-    t1_frame = pts.rename(columns={"baseline_fvc_pct_pred": "fvc_pct_pred",
-                                   "baseline_dlco_pct_pred": "dlco_pct_pred",
-                                   "baseline_prednisone_mg": "prednisone_mg"})
-    t1 = table1(t1_frame, "arm", arms, table1_variables(protocol))
+    t1 = disc = safety = confounding = progression = None
+    if full:
+        step("Table 1")
+        t1 = _table1(pts, protocol, arms)
 
     outcomes: dict[str, OutcomeResult] = {}
     for outcome in protocol.outcomes:
@@ -149,29 +156,29 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
     ae = compare_adverse_events(per_patient, ev[["patient_id", "arm", "category", "led_to_discontinuation"]],
                                 arms, ref, test=protocol.analysis.adverse_event_test)
 
-    step("Discontinuation")
-    times = pd.DataFrame({
-        "patient_id": pts["patient_id"], "arm": pts["arm"],
-        "months": pts["treatment_months"].astype(float),
-        "event": pts["treatment_end"].eq("stop").fillna(False).astype(bool) & pts["discontinued"].astype(bool),
-        "reason": pts["stop_reason"],
-    })
-    disc = discontinuation(times, arms, ref)
+    if full:
+        step("Discontinuation")
+        times = pd.DataFrame({
+            "patient_id": pts["patient_id"], "arm": pts["arm"],
+            "months": pts["treatment_months"].astype(float),
+            "event": pts["treatment_end"].eq("stop").fillna(False).astype(bool) & pts["discontinued"].astype(bool),
+            "reason": pts["stop_reason"],
+        })
+        disc = discontinuation(times, arms, ref)
 
-    if protocol.progression is not None:
-        step("Progression: declines from baseline and the FVC slope")
-    progression = study_progression(pts, cohort.outcomes, protocol)
+        if protocol.progression is not None:
+            step("Progression: declines from baseline and the FVC slope")
+        progression = study_progression(pts, cohort.outcomes, protocol)
 
-    step("Safety: person-time and competing risks")
-    safety = study_safety(pts, cohort.adverse_events, arms, ref)
+        step("Safety: person-time and competing risks")
+        safety = study_safety(pts, cohort.adverse_events, arms, ref)
 
-    step("Confounding: propensity score, weighting and matching")
-    try:
-        confounding = study_confounding(pts, cohort.outcomes, cohort.adverse_events, protocol)
-    except ModelError as exc:  # e.g. a tiny cohort whose propensity model is rank deficient: the rest still stands
-        confounding = None
-        warnings = [*warnings, f"{CONFOUNDING_SKIPPED}: {exc}"]
-    warnings = [*warnings, *confounding_notice(protocol)]
+        step("Confounding: propensity score, weighting and matching")
+        try:
+            confounding = study_confounding(pts, cohort.outcomes, cohort.adverse_events, protocol)
+        except ModelError as exc:  # e.g. a tiny cohort whose propensity model is rank deficient: the rest stands
+            warnings = [*warnings, f"{CONFOUNDING_SKIPPED}: {exc}"]
+        warnings = [*warnings, *confounding_notice(protocol)]
 
     attrition = with_identity_row(cohort.attrition, n_by_arm)
     provenance = {"ildstudy_version": __version__, "protocol_sha256": protocol.sha256(), "data_sha256": data_hash}
@@ -181,6 +188,13 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
         safety=safety, confounding=confounding, progression=progression,
         lung_function=lung_function_result(cohort.lung_function, protocol),
     )
+
+
+def _table1(pts: pd.DataFrame, protocol: Protocol, arms: list[str]):
+    t1_frame = pts.rename(columns={"baseline_fvc_pct_pred": "fvc_pct_pred",
+                                   "baseline_dlco_pct_pred": "dlco_pct_pred",
+                                   "baseline_prednisone_mg": "prednisone_mg"})
+    return table1(t1_frame, "arm", arms, table1_variables(protocol))
 
 
 def _cohort_hash(cohort: Cohort) -> str:

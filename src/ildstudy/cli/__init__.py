@@ -11,6 +11,13 @@ from __future__ import annotations
 import os
 import sys
 
+# One BLAS thread unless the user asks for more (set before numpy is imported). The models' matrix work is
+# many small products (q x p blocks per patient); on a 2-core machine OpenBLAS's second thread spin-waits for
+# a busy core and made each profiled-deviance evaluation 25-100x slower (2 ms -> 60-280 ms at 10k patients,
+# a 10k-patient study 182 s; docs/benchmarks.md, "Whole study at scale").
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 from ildstudy.errors import DataError, IldStudyError
 from ildstudy.cli.app import app, err
 

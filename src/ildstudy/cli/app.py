@@ -44,13 +44,28 @@ def _root(
     """ildstudy: run a retrospective treatment-comparison study from raw registry tables to a report."""
 
 
+QUIET_HELP = ("No progress display and no summary lines; warnings and errors still go to stderr, and the exit "
+              "code says whether it worked.")
+
+
+def quiet_option():
+    """The ``--quiet`` option shared by the commands with long steps (run, demo, synth, validate, load)."""
+    return typer.Option(False, "--quiet", "-q", help=QUIET_HELP)
+
+
+def info(message: str, quiet: bool = False) -> None:
+    """Print an informational line on stdout unless ``quiet`` (plain text: no markup taken from values)."""
+    if not quiet:
+        out.print(message, markup=False)
+
+
 @contextlib.contextmanager
-def progress(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+def progress(description: str, total: int | None = None, quiet: bool = False) -> Iterator[Callable[..., None]]:
     """Yield an ``advance(n=1, description=None)`` callback that drives a rich progress bar.
 
-    The bar is shown only when stderr is a terminal; when piped nothing is printed.
+    The bar is shown only when stderr is a terminal and ``quiet`` is false; otherwise nothing is printed.
     """
-    if not err.is_terminal:
+    if quiet or not err.is_terminal:
         yield lambda *a, **k: None
         return
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ildstudy.cli.app import app, err, out, progress
+from ildstudy.cli.app import app, err, info, out, progress, quiet_option
 from ildstudy.errors import DataError, Problem
 
 protocol_app = typer.Typer(help="Show built-in protocols.", no_args_is_help=True)
@@ -49,14 +49,15 @@ def synth(
         help="Plant confounding by indication of this strength (log odds of the first arm per SD of latent "
              "severity; e.g. 1.0): patients with lower FVC/DLCO get AZA more often, the true arm difference has "
              "no baseline part. Sampled registries only; truth.json gains a confounding block."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Write a synthetic raw registry calibrated to Huapaya et al. 2019, with its planted truth."""
     from ildstudy.synth import write_registry
 
-    with progress("Generating synthetic registry"):
+    with progress("Generating synthetic registry", quiet=quiet):
         truth = write_registry(out_dir, n_patients=patients, seed=seed, fmt=fmt.value,
                                design=None if design is None else design.value, confounding=confounding)
-    out.print(f"Wrote {truth.n_patients} patients ({fmt.value}, {truth.design}) and truth.json to {out_dir}")
+    info(f"Wrote {truth.n_patients} patients ({fmt.value}, {truth.design}) and truth.json to {out_dir}", quiet)
 
 
 def problem_table(problems: list[Problem]) -> Table:
@@ -112,6 +113,7 @@ def validate(
     cdm_schema: str = typer.Option(None, "--cdm-schema", help="Schema of the CDM tables (default main / public)."),
     protocol: str = typer.Option(None, "--protocol", help="With --omop: the protocol whose [omop] concept sets "
                                                           "to use (default: the built-in defaults)."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Check every table of a registry and report every problem at once; exit 2 if any is an error.
 
@@ -126,7 +128,7 @@ def validate(
 
     if (data is None) == (omop is None):
         raise IldStudyError("give a registry folder or --omop URL (exactly one)")
-    with progress("Checking registry"):
+    with progress("Checking registry", quiet=quiet):
         if omop is not None:
             from ildstudy.data.database import mask_dsn
             from ildstudy.data.omop import check_omop
@@ -138,7 +140,7 @@ def validate(
             registry, problems = check_registry(data, profile)
             problems = in_file_order(problems)
     errors = [p for p in problems if p.severity == "error"]
-    console = err if errors else out
+    console = err if errors or quiet else out  # --quiet: stdout stays empty, findings go to stderr
     if problems:
         print_problems(console, problems)
     if errors:
@@ -147,9 +149,9 @@ def validate(
     rows = sum(len(t) for t in registry.tables.values())
     checked = f"{len(registry.tables)} tables, {n_patients:,} patients, {rows:,} rows"
     if problems:
-        out.print(f"{summary(problems, data)} Checked {checked}.", markup=False)
+        info(f"{summary(problems, data)} Checked {checked}.", quiet)
     else:
-        out.print(f"{data}: valid, no problems found ({checked}).", markup=False)
+        info(f"{data}: valid, no problems found ({checked}).", quiet)
 
 
 @app.command()
@@ -157,19 +159,20 @@ def load(
     data: Path = typer.Argument(..., help="Registry folder (CSV, Parquet or XLSX tables)."),
     db: str = typer.Option(..., "--db", help="Target database: a DuckDB file path (or duckdb:///path) "
                                              "or postgresql://user@host/dbname."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Validate a registry and write its tables, with real types, into a database."""
     from ildstudy.data import load_registry
     from ildstudy.data.database import write_registry_to
 
-    with progress("Loading registry") as advance:
+    with progress("Loading registry", quiet=quiet) as advance:
         registry = load_registry(data)
         advance()
         where = write_registry_to(registry, db)
     for p in registry.problems:
         err.print(f"ildstudy: warning: {p}", markup=False)
     rows = sum(len(t) for t in registry.tables.values())
-    out.print(f"Loaded {len(registry.tables)} tables ({rows} rows) into {where}")
+    info(f"Loaded {len(registry.tables)} tables ({rows} rows) into {where}", quiet)
 
 
 @protocol_app.command("show")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ildstudy.cli.app import app, err, out, progress
+from ildstudy.cli.app import app, err, info, out, progress, quiet_option
 
 STEPS = 8  # validate, cohort, table 1, three models, adverse events, discontinuation
 
@@ -36,7 +36,7 @@ def run_inputs(protocol, data, db, omop=None) -> list[Path]:
 
 def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=None, notice=None,
                    kind: str = "study", profile: Path | None = None, omop: str | None = None,
-                   cdm_schema: str | None = None) -> None:
+                   cdm_schema: str | None = None, quiet: bool = False) -> None:
     from ildstudy.analysis.study import run_study
     from ildstudy.report.outdir import check_output_dir
     from ildstudy.report.outputs import write_stopped_outputs, write_study_outputs
@@ -47,7 +47,7 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
     inputs = run_inputs(protocol, data, db, omop) + ([Path(profile)] if profile is not None else [])
     check_output_dir(out_dir, inputs=inputs)  # before the (slow) study: refuse at once, write nothing
     started = dt.datetime.now(dt.timezone.utc)
-    with progress("Running the study", total=STEPS + 1) as advance:
+    with progress("Running the study", total=STEPS + 1, quiet=quiet) as advance:
         try:
             if profile is not None:  # a centre's export or REDCap project, read through its mapping profile
                 from ildstudy.data import load_registry
@@ -80,7 +80,8 @@ def _run_and_write(protocol, data, db, out_dir: Path, min_cell: int, include=Non
                             kind=kind)
     for w in result.warnings:
         err.print(f"ildstudy: warning: {w}", markup=False)
-    _summary(result, out_dir)
+    if not quiet:
+        _summary(result, out_dir)
 
 
 def _summary(result, out_dir: Path) -> None:
@@ -138,6 +139,7 @@ def run(
                                                   "(concept sets: the protocol's [omop]; see docs/inputs.md)."),
     cdm_schema: str = typer.Option(None, "--cdm-schema", help="Schema of the CDM tables (default main for DuckDB, "
                                                               "public for PostgreSQL)."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Run a study: validate, build the cohort, fit the models, compare adverse events and discontinuation,
     write results.json, tables, figures and report.html."""
@@ -149,7 +151,8 @@ def run(
         raise IldStudyError("--cdm-schema is the schema of --omop; give --omop URL")
     if profile is not None and data is None:
         raise IldStudyError("--profile reads a folder given as DATA; it cannot be used with --db")
-    _run_and_write(protocol, data, db, out_dir, min_cell, profile=profile, omop=omop, cdm_schema=cdm_schema)
+    _run_and_write(protocol, data, db, out_dir, min_cell, profile=profile, omop=omop, cdm_schema=cdm_schema,
+                   quiet=quiet)
 
 
 @app.command()
@@ -158,6 +161,7 @@ def demo(
                                  help="Output folder: new, empty, or an earlier ildstudy output."),
     seed: int = typer.Option(2019, "--seed", help="Seed of the synthetic registry."),
     min_cell: int = typer.Option(5, "--min-cell", min=1, help="Counts below this are shown as '<N' in share/."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Write the calibrated synthetic registry and run the built-in study on it, end to end."""
     from ildstudy.report.outdir import check_output_dir
@@ -168,9 +172,9 @@ def demo(
     check_output_dir(out_dir)  # before generating anything
     with tempfile.TemporaryDirectory(prefix="ildstudy-demo-") as tmp:
         registry_dir = Path(tmp) / "registry"
-        with progress("Generating the synthetic registry"):
+        with progress("Generating the synthetic registry", quiet=quiet):
             truth = write_registry(registry_dir, n_patients=None, seed=seed, fmt="csv")
-        out.print(f"Synthetic registry: {truth.n_patients} patients (seed {seed}); planted truth in "
-                  f"{out_dir / 'registry' / 'truth.json'}")
+        info(f"Synthetic registry: {truth.n_patients} patients (seed {seed}); planted truth in "
+             f"{out_dir / 'registry' / 'truth.json'}", quiet)
         _run_and_write("huapaya2019", registry_dir, None, out_dir, min_cell, include={"registry": registry_dir},
-                       notice="Synthetic demonstration data, not study results", kind="demo")
+                       notice="Synthetic demonstration data, not study results", kind="demo", quiet=quiet)

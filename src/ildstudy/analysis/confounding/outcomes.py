@@ -153,28 +153,48 @@ def weighted_cox(time: np.ndarray, event: np.ndarray, treated: np.ndarray, w: np
     cl = np.asarray(cluster)[keep]
     if not d[x == 1].any() or not d[x == 0].any():
         return None
+    order = np.argsort(t, kind="stable")
     ev_times = np.unique(t[d])
-    at_risk = t[None, :] >= ev_times[:, None]
-    dies = (t[None, :] == ev_times[:, None]) & d[None, :]
+    start = np.searchsorted(t[order], ev_times, side="left")   # risk set of event time j: order[start[j]:]
+    dead = np.flatnonzero(d)
+    j_of = np.searchsorted(ev_times, t[dead])                   # each death's event time
+    nd = np.bincount(j_of, minlength=len(ev_times)).astype(float)
+    meanwt = np.bincount(j_of, weights=w[dead], minlength=len(ev_times)) / nd
+    # each death's position m within its tie group (any order: every sum below runs over all m of a group)
+    by_time = np.argsort(j_of, kind="stable")
+    rank = np.empty(len(dead))
+    rank[by_time] = np.arange(len(dead)) - np.searchsorted(j_of[by_time], j_of[by_time], side="left")
+    f = rank / nd[j_of]
+    # for every patient: event times up to and including t_i (risk sets it is in), and before t_i
+    upto = np.searchsorted(ev_times, t, side="right")
+    before = np.searchsorted(ev_times, t, side="left")
 
     def pieces(beta: float):
+        """Score, information and score residuals of the Efron partial likelihood: O(n log n) with
+        cumulative sums over the time-sorted rows, the same arithmetic as the per-event-time loop it replaces
+        (which built (event times x n) masks and was quadratic: 9 s of a 10,000-patient study)."""
         r = np.exp(beta * x)
-        score, info = 0.0, 0.0
-        resid = np.zeros(len(t))
-        for j in range(len(ev_times)):
-            R, D = at_risk[j], dies[j]
-            nd = int(D.sum())
-            meanwt = w[D].sum() / nd
-            s0, s1 = (w * r)[R].sum(), (w * r * x)[R].sum()
-            e0, e1 = (w * r)[D].sum(), (w * r * x)[D].sum()
-            f = np.arange(nd) / nd
-            d0, d1 = s0 - f * e0, s1 - f * e1
-            xb = d1 / d0
-            score += float((w * x)[D].sum() - meanwt * xb.sum())
-            info += float(meanwt * (xb * (1 - xb)).sum())
-            haz = meanwt * (x[:, None] - xb[None, :]) / d0[None, :]          # (n, nd)
-            resid -= np.where(R & ~D, r * haz.sum(axis=1), 0.0)
-            resid[D] += x[D] - xb.mean() - r[D] * (haz[D] * (1 - f)[None, :]).sum(axis=1)
+        wr, wrx = w * r, w * r * x
+        s0 = np.concatenate([np.cumsum(wr[order][::-1])[::-1], [0.0]])[start]
+        s1 = np.concatenate([np.cumsum(wrx[order][::-1])[::-1], [0.0]])[start]
+        k = len(ev_times)
+        e0 = np.bincount(j_of, weights=wr[dead], minlength=k)
+        e1 = np.bincount(j_of, weights=wrx[dead], minlength=k)
+        d0 = s0[j_of] - f * e0[j_of]                                   # one entry per death (Efron's m)
+        xb = (s1[j_of] - f * e1[j_of]) / d0
+        mw = meanwt[j_of]
+        score = float((w * x)[d].sum() - (mw * xb).sum())
+        info = float((mw * xb * (1 - xb)).sum())
+        a = np.bincount(j_of, weights=mw / d0, minlength=k)            # sum_m meanwt / d0_m
+        b = np.bincount(j_of, weights=mw * xb / d0, minlength=k)       # sum_m meanwt xb_m / d0_m
+        A, B = np.concatenate([[0.0], np.cumsum(a)]), np.concatenate([[0.0], np.cumsum(b)])
+        last = np.where(d, before, upto)                # a death's own time is handled below, not as at risk
+        resid = -r * (x * A[last] - B[last])
+        a1 = np.bincount(j_of, weights=mw * (1 - f) / d0, minlength=k)
+        b1 = np.bincount(j_of, weights=mw * xb * (1 - f) / d0, minlength=k)
+        xbar = np.bincount(j_of, weights=xb, minlength=k) / nd
+        jd = j_of
+        resid[dead] += x[dead] - xbar[jd] - r[dead] * (x[dead] * a1[jd] - b1[jd])
         return score, info, resid
 
     beta, it = 0.0, 0
