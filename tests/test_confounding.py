@@ -335,3 +335,96 @@ def test_synth_plants_confounding_by_indication():
     assert not plain["pft"]["fvc_pct_pred"].equals(conf["pft"]["fvc_pct_pred"])
     with pytest.raises(ValueError, match="sampled registry"):
         PlannedRegistry(None, np.random.default_rng(7), p, confounding=1.0)
+
+
+def test_baseline_pft_as_measured_decides_the_arm():
+    """The planted choice uses the baseline visit's own residual: the baseline FVC written to the registry is the
+    fixed part + random intercept + the plan's baseline residual, and the residuals were selected with the arm."""
+    from ildstudy.protocol import load_protocol
+    from ildstudy.synth.calibration import MODELS
+    from ildstudy.synth.generate import PlannedRegistry
+
+    p = load_protocol("huapaya2019")
+    gen = PlannedRegistry(600, np.random.default_rng(11), p, balanced=False, confounding=2.0)
+    plan = gen.plan
+    assert plan.base_resid.shape == (plan.n, 2)
+    pft = gen._block(plan, np.random.default_rng(5))["pft"]
+    pid = pft["patient_id"].numbers - 1                       # Ids count from 1; plan rows from 0
+    days = pft["test_date"].days - plan.index[pid]
+    base = plan.eligible[pid] & (days == plan.base_visit[pid]) & ~np.isnan(pft["fvc_pct_pred"])
+    i = pid[base]
+    m = MODELS["fvc_pct_pred"]
+    expected = m.fixed_mean(0.0, (plan.arm[i] == 0).astype(float), plan.female[i], plan.age[i],
+                            plan.antisynthetase[i], plan.smoking[i] > 0) + plan.re[i, 0, 0] + plan.base_resid[i, 0]
+    expected = np.clip(np.round(expected, m.decimals), m.low, m.high)
+    assert base.sum() > 300
+    np.testing.assert_allclose(np.asarray(pft["fvc_pct_pred"])[base], expected, atol=1e-9)
+    c = gen.truth.confounding
+    # AZA patients measure worse at baseline through both their level and the visit's noise (selection on both)
+    assert c["severity_difference"] > 0.5
+    assert all(v < 0 for v in c["baseline_residual_difference"].values())
+    assert all(v < 0 for v in c["random_intercept_difference"].values())
+
+
+@pytest.fixture(scope="module")
+def demo_main(demo_confounding):
+    """The demo cohort analysed by the protocol without its [[sensitivity]] variants (confounding only)."""
+    from ildstudy.analysis.study import analyse_cohort
+
+    p, cohort, _ = demo_confounding
+    p = p.model_copy(update={"sensitivity": ()})
+    return analyse_cohort(cohort, p, data_hash="test")
+
+
+def test_every_confounding_design_is_a_row_of_the_sensitivity_forest(demo_main, tmp_path):
+    import dataclasses
+
+    from ildstudy.analysis.schema import load_schema
+    from ildstudy.analysis.sensitivity import run_sensitivity
+    from ildstudy.report import figures_sensitivity
+    from ildstudy.report.exports import canonical_json
+    from ildstudy.report.sensitivity_section import sensitivity_context
+
+    def no_variant(_p):
+        raise AssertionError("no [[sensitivity]] variant to run")
+
+    main, cf = demo_main, demo_main.confounding
+    s = run_sensitivity(main, no_variant)
+    assert list(s.analyses["analysis"]) == ["primary", *(f"confounding:{d}" for d in cf.designs)]
+    assert list(s.analyses["kind"]) == ["primary"] + ["confounding"] * len(cf.designs)
+    assert s.analyses.loc[s.analyses["analysis"] == "confounding:overlap", "label"].item().endswith("(primary design)")
+    # the rows carry the confounding block's numbers at the summary month, with no df (normal intervals)
+    at = cf.outcomes[cf.outcomes["month"] == s.month].set_index(["design", "outcome"])
+    rows = s.contrasts[s.contrasts["analysis"].str.startswith("confounding:")]
+    assert len(rows) == len(cf.designs) * len(main.outcomes)
+    for r in rows.itertuples():
+        ref = at.loc[(r.analysis.split(":", 1)[1], r.outcome)]
+        assert (r.estimate, r.ci_low, r.ci_high, r.p) == (ref["estimate"], ref["ci_low"], ref["ci_high"], ref["p"])
+        assert np.isnan(r.df)
+    primary = s.contrasts[s.contrasts["analysis"] == "primary"].set_index("outcome")
+    d = main.outcomes["fvc_pct_pred"].arm_differences.set_index("month").loc[s.month]
+    assert primary.loc["fvc_pct_pred", "estimate"] == d["estimate"]
+    matched = s.analyses.set_index("analysis").loc["confounding:matching"]
+    assert {a: matched[f"n_{a}"] for a in main.arms} == cf.propensity_info["matched"]
+    # results.json and tables/ follow the schema (kind included)
+    full = dataclasses.replace(main, sensitivity=s)
+    doc = json.loads(canonical_json(full.results))
+    assert [a["kind"] for a in doc["sensitivity"]["analyses"]][:2] == ["primary", "confounding"]
+    assert [x for x in load_schema().validate_results(doc) if "sensitivity" in x] == []
+    cols = list(full.tables["sensitivity_analyses"].columns)
+    assert set(load_schema().table_columns("sensitivity_analyses", cols)) == set(cols)
+    # the report: one table with a heading row before the designs, one forest with a row per analysis
+    ctx = sensitivity_context(full)
+    assert [r["first_design"] for r in ctx["rows"]] == [False, True] + [False] * (len(cf.designs) - 1)
+    assert ctx["has_designs"] and not ctx["has_variants"]
+    assert ctx["rows"][1]["ae"] == "—" and "cluster-robust" in ctx["rows"][1]["what"]
+    import matplotlib
+    matplotlib.use("Agg")
+    fig = figures_sensitivity.sensitivity_forest(s, {o.name: o.label for o in main.outcomes.values()},
+                                                 contrast="AZA − MMF", treatment="AZA")
+    assert [t.get_text().replace("\n", " ") for t in fig.axes[0].get_yticklabels()][0] == "Primary analysis"
+    assert len(fig.axes[0].get_yticklabels()) == 1 + len(cf.designs)
+    caption = figures_sensitivity.sensitivity_caption(s, "AZA − MMF")
+    assert "propensity-score design" in caption and "each sensitivity analysis" not in caption
+    # neither variants nor confounding: no section
+    assert run_sensitivity(dataclasses.replace(main, confounding=None), no_variant) is None

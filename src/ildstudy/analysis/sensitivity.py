@@ -8,6 +8,13 @@ code as the primary analysis; what is kept is the summary a reader compares: pat
 difference at the summary month (the primary endpoint's month, else 36 months when it is a contrast month, else
 the last), and the adverse-event proportions and test. A variant whose cohort is too small or whose model cannot
 be fitted is kept as a row with the reason (``status = "not run"``), never dropped.
+
+The confounding designs of the primary analysis (``[confounding]``, :mod:`ildstudy.analysis.confounding`) are rows
+too (``kind = "confounding"``, named ``confounding:<design>``, the unweighted marginal model first): the same cohort,
+each outcome's fixed-effects model weighted or matched by the propensity score, cluster-robust SEs (normal
+intervals, so ``df`` is empty). Their patients per arm are those with a positive weight; their adverse events are
+in the confounding block (a weighted risk difference), not here. So one table, and one forest plot, holds the
+summary-month contrast of every analysis the protocol declares.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ildstudy.analysis.result import StudyResult
 
 PRIMARY = "primary"
-ANALYSIS_COLUMNS = ["analysis", "label", "protocol", "changes", "status", "reason"]
+#: the name of a confounding design's row: ``confounding:overlap``
+CONFOUNDING_PREFIX = "confounding:"
+ANALYSIS_COLUMNS = ["analysis", "kind", "label", "protocol", "changes", "status", "reason"]
 CONTRAST_COLUMNS = ["analysis", "outcome", "month", "contrast", "estimate", "se", "df", "ci_low", "ci_high", "p"]
 AE_COLUMNS = ["analysis", "arm", "n", "patients_with_event", "percent", "test", "p"]
 
@@ -49,8 +58,10 @@ class SensitivityResult:
     ----------
     month : float
         The month of the compared arm differences (:func:`summary_month`).
-    analyses : DataFrame[analysis, label, protocol, changes, status, reason, n_<ARM>...]
-        One row per analysis, the primary first; ``status`` is ``"run"`` or ``"not run"`` (``reason`` says why).
+    analyses : DataFrame[analysis, kind, label, protocol, changes, status, reason, n_<ARM>...]
+        One row per analysis, the primary first, then the ``[[sensitivity]]`` variants, then the confounding designs
+        (``kind``: ``"primary"``, ``"sensitivity"``, ``"confounding"``); ``status`` is ``"run"`` or ``"not run"``
+        (``reason`` says why).
     contrasts : DataFrame[analysis, outcome, month, contrast, estimate, se, df, ci_low, ci_high, p]
         Each outcome's arm difference(s) at ``month`` (unadjusted p).
     adverse_events : DataFrame[analysis, arm, n, patients_with_event, percent, test, p]
@@ -76,15 +87,17 @@ class SensitivityResult:
 def run_sensitivity(main: StudyResult, run: Callable[[Protocol], StudyResult],
                     on_step: Callable[[str], None] | None = None) -> SensitivityResult | None:
     """Run every sensitivity analysis of ``main.protocol`` with ``run`` (protocol -> result on the same data) and
-    summarise them beside ``main``; ``None`` when the protocol declares none."""
+    summarise them, and ``main``'s confounding designs, beside ``main``; ``None`` when the protocol declares no
+    sensitivity analysis and no confounding analysis ran."""
     protocol = main.protocol
-    if not protocol.sensitivity:
+    if not protocol.sensitivity and main.confounding is None:
         return None
     step = on_step or (lambda _s: None)
     month = summary_month(protocol)
     arms = [a.name for a in protocol.arms]
     rows, contrasts, events = [], [], []
-    _summarise(PRIMARY, "Primary analysis", protocol.name, "", main, month, arms, rows, contrasts, events)
+    _summarise(PRIMARY, "Primary analysis", protocol.name, "", main, month, arms, rows, contrasts, events,
+               kind="primary")
     for sa in protocol.sensitivity:
         step(f"Sensitivity analysis: {sa.label or sa.name}")
         variant = protocol.sensitivity_protocol(sa.name)
@@ -93,11 +106,13 @@ def run_sensitivity(main: StudyResult, run: Callable[[Protocol], StudyResult],
         try:
             result = run(variant)
         except (CohortError, ModelError) as exc:
-            rows.append({"analysis": sa.name, "label": sa.label or sa.name, "protocol": source, "changes": changes,
+            rows.append({"analysis": sa.name, "kind": "sensitivity", "label": sa.label or sa.name, "protocol": source, "changes": changes,
                          "status": "not run", "reason": str(exc).splitlines()[0],
                          **{f"n_{a}": None for a in arms}})
             continue
         _summarise(sa.name, sa.label or sa.name, source, changes, result, month, arms, rows, contrasts, events)
+    if main.confounding is not None:
+        _confounding_rows(main, month, arms, rows, contrasts)
     n_cols = [f"n_{a}" for a in arms]
     analyses = pd.DataFrame(rows, columns=ANALYSIS_COLUMNS + n_cols)
     for c in n_cols:
@@ -110,8 +125,8 @@ def run_sensitivity(main: StudyResult, run: Callable[[Protocol], StudyResult],
 
 
 def _summarise(name: str, label: str, source: str, changes: str, result: StudyResult, month: float,
-               arms: list[str], rows: list, contrasts: list, events: list) -> None:
-    rows.append({"analysis": name, "label": label, "protocol": source, "changes": changes, "status": "run",
+               arms: list[str], rows: list, contrasts: list, events: list, kind: str = "sensitivity") -> None:
+    rows.append({"analysis": name, "kind": kind, "label": label, "protocol": source, "changes": changes, "status": "run",
                  "reason": "", **{f"n_{a}": int(result.arms.get(a, 0)) for a in arms}})
     for o in result.outcomes.values():
         d = o.arm_differences
@@ -128,6 +143,31 @@ def _summarise(name: str, label: str, source: str, changes: str, result: StudyRe
                                "patients_with_event": int(r["patients_with_event"]),
                                "percent": float(r["percent"]), "test": ae.primary.test,
                                "p": None if ae.primary.p is None else float(ae.primary.p)})
+
+
+def confounding_label(design: str) -> str:
+    """The label of a confounding design's row: ``Propensity score: Overlap weights (ATO)``."""
+    from ildstudy.analysis.confounding.result import DESIGN_LABELS
+
+    if design == "none":
+        return "Marginal model, unweighted (propensity-score complete cases)"
+    return f"Propensity score: {DESIGN_LABELS.get(design, design)}"
+
+
+def _confounding_rows(main: StudyResult, month: float, arms: list[str], rows: list, contrasts: list) -> None:
+    """One row per confounding design of ``main`` (``none`` first) and its outcomes' differences at ``month``."""
+    cf = main.confounding
+    at = cf.outcomes[np.isclose(cf.outcomes["month"].to_numpy(dtype=float), month)]
+    for d in cf.designs:
+        name = CONFOUNDING_PREFIX + d
+        n = cf.sample_sizes[cf.sample_sizes["design"] == d].set_index("arm")["n_weighted"]
+        primary = " (primary design)" if d == cf.primary and d != "none" else ""
+        rows.append({"analysis": name, "kind": "confounding", "label": confounding_label(d) + primary,
+                     "protocol": main.protocol.name, "changes": f"confounding design = {_value(d)}",
+                     "status": "run", "reason": "", **{f"n_{a}": int(n[a]) if a in n.index else None for a in arms}})
+        for r in at[at["design"] == d].to_dict(orient="records"):
+            contrasts.append({"analysis": name, "outcome": r["outcome"], "month": month, "contrast": r["contrast"],
+                              "df": np.nan, **{k: float(r[k]) for k in ("estimate", "se", "ci_low", "ci_high", "p")}})
 
 
 def _value(v: Any) -> str:

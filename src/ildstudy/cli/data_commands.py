@@ -46,9 +46,10 @@ def synth(
              "sampled with --patients. truth.json records the design."),
     confounding: float = typer.Option(
         0.0, "--confounding", min=0.0,
-        help="Plant confounding by indication of this strength (log odds of the first arm per SD of latent "
-             "severity; e.g. 1.0): patients with lower FVC/DLCO get AZA more often, the true arm difference has "
-             "no baseline part. Sampled registries only; truth.json gains a confounding block."),
+        help="Plant confounding by indication of this strength (log odds of the first arm per SD of severity "
+             "on the baseline PFT as measured; e.g. 1.0): patients with lower baseline FVC/DLCO get AZA more "
+             "often, the true arm difference has no baseline part. Sampled registries only; truth.json gains a "
+             "confounding block."),
     quiet: bool = quiet_option(),
 ) -> None:
     """Write a synthetic raw registry calibrated to Huapaya et al. 2019, with its planted truth."""

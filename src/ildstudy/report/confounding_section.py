@@ -13,6 +13,7 @@ from ildstudy.analysis.confounding.result import DESIGN_LABELS, ConfoundingResul
 from ildstudy.analysis.confounding.study import CONFOUNDING_SKIPPED
 from ildstudy.analysis.result import StudyResult
 from ildstudy.report import extract
+from ildstudy.report.figures_confounding import SMD_THRESHOLD, term_label
 from ildstudy.report.formatting import and_join, fmt_ci, fmt_int, fmt_month, fmt_num, fmt_p, is_missing, significant
 from ildstudy.variables import covariates as registered_covariates
 
@@ -31,11 +32,12 @@ def methods_text(cf: ConfoundingResult) -> list[str]:
     s, t, r = cf.settings, cf.treated_arm, cf.reference_arm
     labels = {n: spec.label for n, spec in registered_covariates().items()}
     names = [labels.get(c, c).split(",")[0] for c in s["ps_covariates"]]
-    covs = and_join([n if i == 0 or n.isupper() or n[:4].isupper() else n[0].lower() + n[1:]
-                     for i, n in enumerate(names)])
-    excluded = sum(cf.propensity_info["excluded_missing"].values())
-    miss = (f" {excluded} patient(s) with a missing covariate were left out of these analyses (complete cases)."
-            if excluded else "")
+    covs = and_join([_lower_first(n) for n in names])
+    by_arm = cf.propensity_info["excluded_missing"]
+    excluded = sum(by_arm.values())
+    arms = and_join([f"{fmt_int(v)} {a}" for a, v in by_arm.items() if v])
+    miss = (f" {_patients(excluded)} ({arms}) with a missing covariate {'was' if excluded == 1 else 'were'} left "
+            "out of these analyses (complete cases)." if excluded else "")
     first = (f"Confounding by indication was addressed with a propensity score: the probability e of starting {t} "
              f"rather than {r}, estimated by logistic regression on {covs}.{miss}")
     parts = []
@@ -59,9 +61,10 @@ def methods_text(cf: ConfoundingResult) -> list[str]:
     if s["truncate"] is not None:
         extra.append(f"weights were truncated at their {100 * s['truncate']:g}th percentile")
     design += f" Before weighting, {and_join(extra)}." if extra else ""
-    analysis = ("Balance is shown as standardised mean differences (denominator: the SD of the unweighted sample, "
-                "pooled for ATE and overlap weights, the first arm's for ATT designs and matching) and variance "
-                "ratios; effective sample sizes are Kish's. Each outcome's model (the fixed part of the mixed model) "
+    analysis = ("Balance is shown as standardised mean differences (SMD; denominator: the SD of the unweighted "
+                "sample, pooled for ATE and overlap weights, the first arm's for ATT designs and matching) and "
+                f"variance ratios, an absolute SMD below {SMD_THRESHOLD:g} being read as balance (Austin 2009); "
+                "effective sample sizes are Kish's. Each outcome's model (the fixed part of the mixed model) "
                 "was refitted by weighted least squares with cluster-robust standard errors (sandwich HC1, clustered "
                 "by patient, or by matched set after matching without replacement); adverse events are compared as "
                 "a weighted risk difference and ratio, discontinuation with weighted Kaplan–Meier curves and a "
@@ -70,6 +73,53 @@ def methods_text(cf: ConfoundingResult) -> list[str]:
                 "away; for differences of means through RR ≈ exp(0.91 d), d = difference / SD of the patients' "
                 "first values. Intervals do not include the uncertainty of the estimated score.")
     return [first, design, analysis]
+
+
+def results_text(cf: ConfoundingResult, month: float, labels: dict[str, str]) -> str:
+    """The results paragraph: balance before and after the primary design, effective sample sizes, and each
+    outcome's difference at ``month`` under the primary design beside the unweighted one."""
+    t, r, d = cf.treated_arm, cf.reference_arm, cf.primary
+    if d == "none":
+        return ""
+    bal = cf.balance
+    before = bal[bal["design"] == "none"].set_index("covariate")["smd_before"].abs()
+    after = bal[bal["design"] == d].set_index("covariate")["smd_after"].abs()
+    worst, worst_after = before.idxmax(), after.idxmax()
+    ss = cf.sample_sizes[cf.sample_sizes["design"] == d].set_index("arm")
+    name = _lower_first(DESIGN_LABELS[d])
+    smd0 = bal[(bal["design"] == "none") & (bal["covariate"] == worst)]["smd_before"].iloc[0]
+    balanced = ("every SMD was 0.00" if after.max() < 0.005 else
+                f"the largest absolute SMD was {fmt_num(after.max(), 2)} ({_lower_first(_short(worst_after))})")
+    text = (f"Before adjustment the arms differed most in {_lower_first(_short(worst))} (SMD "
+            f"{fmt_num(smd0, 2, sign=True)}); after {name} {balanced}, with effective sample sizes of "
+            f"{fmt_num(ss.loc[t, 'ess'], 1)} {t} and {fmt_num(ss.loc[r, 'ess'], 1)} {r} patients.")
+    at = cf.outcomes[cf.outcomes["month"] == month]
+    parts = []
+    for o in dict.fromkeys(at["outcome"]):
+        p, u = at[(at["outcome"] == o) & (at["design"] == d)], at[(at["outcome"] == o) & (at["design"] == "none")]
+        if p.empty or u.empty:
+            continue
+        p, u = p.iloc[0], u.iloc[0]
+        parts.append(f"{_lower_first(labels.get(o, o))} {fmt_num(p['estimate'], 1, sign=True)} (95% CI "
+                     f"{fmt_ci(p['ci_low'], p['ci_high'])}; unweighted {fmt_num(u['estimate'], 1, sign=True)})")
+    if parts:
+        text += (f" At {fmt_month(month)} months, the {t} − {r} differences under {name} were: {and_join(parts)}.")
+    return text
+
+
+def _short(term: str) -> str:
+    """A covariate column's label without its unit: ``Baseline FVC``, ``Diagnosis: DM``."""
+    return term_label(term).split(",")[0]
+
+
+def _lower_first(text: str) -> str:
+    """``Baseline FVC`` -> ``baseline FVC``; acronyms (``FVC % predicted``, ``IPTW (ATE)``) stay."""
+    word = text.split(" ")[0]
+    return text if not text or word[:2].isupper() else text[0].lower() + text[1:]
+
+
+def _patients(n: int) -> str:
+    return f"{fmt_int(n)} patient" + ("" if n == 1 else "s")
 
 
 def confounding_context(result: StudyResult, overlap: dict[str, Any] | None = None,
@@ -96,7 +146,7 @@ def confounding_context(result: StudyResult, overlap: dict[str, Any] | None = No
         cells += [fmt_num(b.loc[d, "smd_after"], 2, sign=True) for d in designs if d != "none"]
         vr = [("—" if is_missing(b.loc[d, "variance_ratio_after"]) else fmt_num(b.loc[d, "variance_ratio_after"], 2))
               for d in designs if d != "none"]
-        bal_rows.append({"covariate": cov, "cells": cells, "vr": vr})
+        bal_rows.append({"covariate": term_label(cov), "cells": cells, "vr": vr})
     out_rows = []
     at = cf.outcomes[cf.outcomes["month"] == month]
     for name in dict.fromkeys(at["outcome"]):
@@ -121,9 +171,10 @@ def confounding_context(result: StudyResult, overlap: dict[str, Any] | None = No
              "events": fmt_int(r["events"])} for r in cf.discontinuation.to_dict(orient="records")]
     info = cf.propensity_info
     matched = info.get("matched")
-    return {"methods": methods_text(cf), "treated": cf.treated_arm, "reference": cf.reference_arm,
+    complete_case = "with a missing propensity-score covariate are left out"   # said by the methods text
+    return {"methods": methods_text(cf), "results": results_text(cf, month, labels), "treated": cf.treated_arm, "reference": cf.reference_arm,
             "month": fmt_month(month), "designs": [DESIGN_LABELS[d] for d in designs if d != "none"],
             "sizes": sizes, "balance": bal_rows, "outcomes": out_rows, "ae": ae, "disc": disc,
             "n": fmt_int(info["n"]), "converged": info["converged"],
             "matched": None if matched is None else " and ".join(f"{fmt_int(v)} {a}" for a, v in matched.items()),
-            "warnings": list(cf.warnings), "overlap": overlap, "love": love}
+            "warnings": [w for w in cf.warnings if complete_case not in w], "overlap": overlap, "love": love}

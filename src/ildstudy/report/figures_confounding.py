@@ -18,6 +18,21 @@ SMD_THRESHOLD = 0.1
 DESIGN_MARKERS = {"iptw_ate": "s", "iptw_att": "D", "overlap": "o", "matching": "^"}
 
 
+def term_label(term: str) -> str:
+    """A propensity-model column for people: ``female`` -> ``Female``, ``diagnosisDM`` -> ``Diagnosis: DM``,
+    ``baseline_fvc_pct_pred`` -> ``Baseline FVC, % predicted`` (the registered covariate labels)."""
+    from ildstudy.variables import covariates
+
+    specs = list(covariates().values())
+    for spec in specs:
+        if term == spec.term and spec.kind != "factor":
+            return spec.label
+    for spec in sorted((s for s in specs if s.kind == "factor"), key=lambda s: -len(s.term)):
+        if term.startswith(spec.term) and len(term) > len(spec.term):
+            return f"{spec.label}: {term[len(spec.term):]}"
+    return term
+
+
 def overlap_figure(cf: ConfoundingResult, colours: dict[str, str]):
     """Mirrored histograms of the propensity score: the first arm above the axis, the reference arm below."""
     from matplotlib.figure import Figure
@@ -67,7 +82,7 @@ def love_plot(cf: ConfoundingResult):
         ax.scatter(np.abs(after.to_numpy(float)), y, marker=DESIGN_MARKERS.get(design, "o"), s=30, zorder=4,
                    color=palette[i % len(palette)], label=DESIGN_LABELS[design])
     ax.axvline(SMD_THRESHOLD, color=NEUTRAL, linestyle="--", linewidth=0.8)
-    ax.set_yticks(y, covs)
+    ax.set_yticks(y, [term_label(c) for c in covs])
     ax.set_xlim(left=0)
     ax.set_xlabel("Absolute standardised mean difference")
     ax.xaxis.grid(True, color=GRID, linewidth=0.6)

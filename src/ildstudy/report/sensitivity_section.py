@@ -39,12 +39,20 @@ def sensitivity_context(result: StudyResult, figure: dict[str, Any] | None = Non
                      "n": [fmt_int(a[f"n_{arm}"]) if not is_missing(a[f"n_{arm}"]) else "—" for arm in arms],
                      "cells": cells, "ae": " vs ".join(ae) if ae else "—",
                      "ae_p": fmt_p(ae_p) if not is_missing(ae_p) else "—", "ae_sig": significant(ae_p),
-                     "primary": name == "primary"})
+                     "primary": name == "primary", "kind": a["kind"], "first_design": False})
+    designs = [r for r in rows if r["kind"] == "confounding"]
+    if designs:
+        designs[0]["first_design"] = True
     return {"month": fmt_month(s.month), "arms": arms, "outcomes": [label for _n, label in outcomes],
-            "rows": rows, "figure": figure}
+            "rows": rows, "figure": figure, "has_designs": bool(designs), "treatment": result.protocol.treatment_arm,
+            "has_variants": any(r["kind"] == "sensitivity" for r in rows)}
 
 
 def _what(row: dict[str, Any]) -> str:
+    if row["kind"] == "confounding":
+        weighted = "unweighted" if row["analysis"].endswith(":none") else "weighted by the design"
+        return (f"same cohort; fixed-effects model {weighted}, cluster-robust SE; patients with a positive weight; "
+                "adverse events in the confounding section")
     if row["analysis"] == "primary":
         return f"protocol {row['protocol']}"
     parts = [f"protocol {row['protocol']}"] if row["protocol"] != "" else []

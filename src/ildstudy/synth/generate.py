@@ -16,7 +16,7 @@ import pandas as pd
 
 from ildstudy.synth.calibration import HUAPAYA2019, Calibration
 from ildstudy.synth.columns import Ids, Table, concat_tables, id_text, to_pandas
-from ildstudy.synth.confounding import confounded_models, confounded_random_effects, confounding_truth
+from ildstudy.synth.confounding import confounded_models, confounded_plan, confounding_truth
 from ildstudy.synth.calibration import OutcomeModel
 from ildstudy.synth.effects import checked_models, shifted_random_effects
 from ildstudy.synth.events import adverse_event_rows
@@ -63,9 +63,8 @@ class PlannedRegistry:
                                     tuple(protocol.exclusions.other_agents.drugs), self.balanced)
         self.confounding = None
         if confounding:
-            self.plan = dataclasses.replace(self.plan, re=confounded_random_effects(
-                self.plan.re, self.plan.group, float(confounding), rng))
-            self.confounding = confounding_truth(float(confounding), self.plan.re, self.plan.group)
+            self.plan = confounded_plan(self.plan, float(confounding), rng)
+            self.confounding = confounding_truth(float(confounding), self.plan)
         if models:   # a planted effect: the change of the fixed part moved into each patient's random effects
             p = self.plan
             self.plan = dataclasses.replace(p, re=shifted_random_effects(
@@ -134,8 +133,8 @@ def generate_registry(n_patients: int | None, rng: np.random.Generator, protocol
         effect from :func:`~ildstudy.synth.effects.planted_model`; sampled registries only (see
         :mod:`ildstudy.synth.effects`). The truth reports these models.
     confounding : float, optional
-        Strength of planted confounding by indication (0: none): lower latent FVC/DLCO raises the odds of the
-        first arm by ``exp(strength)`` per SD of severity, and the FVC/DLCO baseline arm coefficients become 0
+        Strength of planted confounding by indication (0: none): a lower baseline FVC/DLCO as measured raises
+        the odds of the first arm by ``exp(strength)`` per SD of severity, and the FVC/DLCO baseline arm coefficients become 0
         (:mod:`ildstudy.synth.confounding`); sampled registries only. ``truth.json`` gains a ``confounding`` block.
 
     Returns

@@ -58,11 +58,12 @@ def visit_days(plan: Plan, rng: np.random.Generator, win: Windows) -> tuple[np.n
 
 
 def outcome_values(name: str, plan: Plan, patient: np.ndarray, months: np.ndarray, rng: np.random.Generator,
-                   analysed: np.ndarray) -> np.ndarray:
+                   analysed: np.ndarray, baseline: np.ndarray | None = None) -> np.ndarray:
     """Observed values of a PFT outcome at ``months`` for rows of ``patient`` (rounded, clipped).
 
     ``analysed`` marks the rows the study's model uses; a balanced plan adjusts the random effects to them
-    (:func:`~ildstudy.synth.balance.balance_to_design`).
+    (:func:`~ildstudy.synth.balance.balance_to_design`). ``baseline`` marks the baseline-visit rows: when the plan
+    carries baseline residuals (planted confounding, :mod:`ildstudy.synth.confounding`) they use the patient's.
     """
     m = MODELS[name]
     k = 0 if name == "fvc_pct_pred" else 1
@@ -70,6 +71,8 @@ def outcome_values(name: str, plan: Plan, patient: np.ndarray, months: np.ndarra
     mean = m.fixed_mean(months, treated, plan.female[patient], plan.age[patient],
                         plan.antisynthetase[patient], plan.smoking[patient] > 0)
     resid = m.residual_sd * rng.standard_normal(len(patient))
+    if plan.base_resid is not None and baseline is not None:
+        resid = np.where(baseline, plan.base_resid[patient, k], resid)
     b = plan.re[:, k, :]
     if plan.balanced:
         b = balance_to_design(b, patient, months, analysed, patient_design(plan), name, resid)
@@ -101,8 +104,8 @@ def pft_rows(plan: Plan, rng: np.random.Generator, win: Windows, cal: Calibratio
     dlco_missing &= ~fvc_missing
     analysed = plan.eligible[patient] & ((kind == 1) | ((kind == 3) & (day > win.baseline_to)
                                                           & (day <= plan.eof[patient])))
-    fvc = outcome_values("fvc_pct_pred", plan, patient, months, rng, analysed & ~fvc_missing)
-    dlco = outcome_values("dlco_pct_pred", plan, patient, months, rng, analysed & ~dlco_missing)
+    fvc = outcome_values("fvc_pct_pred", plan, patient, months, rng, analysed & ~fvc_missing, kind == 1)
+    dlco = outcome_values("dlco_pct_pred", plan, patient, months, rng, analysed & ~dlco_missing, kind == 1)
     fvc = np.where(fvc_missing, np.nan, fvc)
     dlco = np.where(dlco_missing, np.nan, dlco)
 

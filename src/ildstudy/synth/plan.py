@@ -86,6 +86,9 @@ class Plan:
     re: np.ndarray
     first_id: int = 0
     balanced: bool = False
+    #: Baseline-visit residuals of FVC and DLCO, shape (n, 2), when planted confounding chose the arm on the
+    #: baseline PFT (:mod:`ildstudy.synth.confounding`); ``None``: the baseline visit draws its residual as any.
+    base_resid: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -98,7 +101,7 @@ class Plan:
     def chunk(self, lo: int, hi: int) -> "Plan":
         """The plan of patients ``lo:hi`` (their IDs keep counting from ``lo``)."""
         values = {f.name: getattr(self, f.name)[lo:hi] for f in dataclasses.fields(self)
-                  if f.name not in ("first_id", "balanced")}
+                  if f.name not in ("first_id", "balanced") and getattr(self, f.name) is not None}
         return Plan(**values, first_id=self.first_id + lo, balanced=self.balanced)
 
 
