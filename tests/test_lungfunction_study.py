@@ -226,9 +226,8 @@ def test_loader_rejects_height_zero_and_unknown_units_with_file_row_column(synth
 @pytest.mark.parametrize("lung, outcome, message", [
     ('reference_equation = "as_recorded"', "fvc_zscore", "computed from raw values with a reference equation"),
     ('reference_equation = "gli_2012"\nethnicity_map = { "White" = "white" }', None, "not a group of gli_2012"),
-    ('reference_equation = "gli_global_2022"\nethnicity_map = { "White" = "caucasian" }', None, "race-neutral"),
     ('reference_equation = "gli_2022"', None, "reference_equation"),
-    ('hb_correction = true', None, "hb_correction applies"),
+    ('reference_equation = "nhanes3"\nethnicity_map = { "Black" = "black" }', None, "not a group of nhanes3"),
 ])
 def test_protocol_errors_name_the_key(lung, outcome, message):
     text = builtin_protocol_text("huapaya2019")

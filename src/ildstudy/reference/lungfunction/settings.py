@@ -32,7 +32,8 @@ class LungFunctionSettings(BaseModel):
     ``patients.height_cm``. ``dlco_equation`` (DLCO/TLCO, used with any equation but ``as_recorded``):
     ``gli_tlco_2017``. ``hb_correction``: adjust predicted DLCO to the test's ``hemoglobin_g_dl`` (2017 ERS/ATS;
     tests without Hb stay unadjusted and are counted). ``ethnicity_map``: ``patients.race_ethnicity`` text ->
-    the equation's group (gli_2012, nhanes3 only; values already spelled as a group need no entry).
+    the equation's group (used by gli_2012, nhanes3 only, ignored otherwise; values already spelled as a group
+    need no entry). ``hb_correction`` is ignored with ``as_recorded``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,16 +45,13 @@ class LungFunctionSettings(BaseModel):
 
     @model_validator(mode="after")
     def _groups(self) -> "LungFunctionSettings":
+        # ethnicity_map and hb_correction are not refused where unused (ignored: race-neutral equations, as
+        # recorded), so a sensitivity analysis can switch reference_equation alone
         groups = ETHNICITY_GROUPS.get(self.reference_equation)
-        if self.ethnicity_map and groups is None:
-            raise ValueError(f"ethnicity_map is used only with gli_2012 or nhanes3, not "
-                             f"{self.reference_equation!r} (GLI Global 2022 is race-neutral)")
         bad = [f"{k!r} = {v!r}" for k, v in self.ethnicity_map.items() if groups and v not in groups]
         if bad:
             raise ValueError(f"ethnicity_map: {', '.join(bad)}: not a group of {self.reference_equation}; "
                              f"expected one of {', '.join(groups)}")
-        if self.hb_correction and self.reference_equation == "as_recorded":
-            raise ValueError("hb_correction applies when DLCO % predicted is recomputed; set reference_equation")
         return self
 
     @property
