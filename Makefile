@@ -29,8 +29,11 @@ demo: $(VENV)/.installed
 	@echo "Demo outputs are in $(CURDIR)/$(OUT)/"
 	@if [ -f $(OUT)/report.html ]; then echo "Open the report: $(CURDIR)/$(OUT)/report.html"; fi
 
+# Two worker processes (pytest-xdist): the suite is CPU-bound and this machine has two cores; PYTEST_WORKERS=0 runs it
+# in one process (e.g. to debug a failure).
+PYTEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
