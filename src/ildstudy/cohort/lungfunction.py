@@ -105,8 +105,8 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
     person = {"no_sex": pd.isna(who["sex"]).to_numpy() | ~np.isin(np.char.lower(sex.astype(str)),
                                                                   ["f", "m", "female", "male"]),
               "no_birth_date": np.isnan(age), "no_height": np.isnan(height),
-              "height_outside_range": ~np.isnan(height) & ((height < lf._core.HEIGHT_RANGE_CM[0])
-                                                            | (height > lf._core.HEIGHT_RANGE_CM[1]))}
+              "height_outside_range": ~np.isnan(height) & ((height < lf.HEIGHT_RANGE_CM[0])
+                                                            | (height > lf.HEIGHT_RANGE_CM[1]))}
     sex_c = np.where(person["no_sex"], "male", sex)
     age_c = np.where(np.isnan(age), 50.0, age)
     h_c = np.where(np.isnan(height) | person["height_outside_range"], 170.0, height)
@@ -201,12 +201,11 @@ def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
              "no_ethnicity": f"patients.race_ethnicity maps to no {d.equation} group ([lung_function] ethnicity_map)",
              "height_outside_range": "height_cm outside 50-250 cm",
              "age_outside_range": "age at test outside the equation's range"}
-    column = {"fvc": "fvc_l", "fev1": "fev1_l", "dlco": "dlco"}
     for r in d.flags.itertuples(index=False):
         eq = d.dlco_equation if r.measure == "dlco" else d.equation
         ex = d.examples[(d.examples["measure"] == r.measure) & (d.examples["reason"] == r.reason)]
         where = ", ".join(f"{e.patient_id} {e.test_date}" for e in ex.itertuples(index=False))
-        out.append(Problem("pft", None, column[r.measure], None,
+        out.append(Problem("pft", None, MEASURES[r.measure][0], None,
                            f"{r.n} test(s) not recomputed with {eq} and left without a value: {words[r.reason]} "
                            f"(e.g. {where})", severity="warning"))
     if d.n_hb_uncorrected:

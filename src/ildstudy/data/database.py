@@ -200,6 +200,11 @@ def duckdb_path(url: str) -> Path | None:
     return Path(url)
 
 
+def sql_path_literal(path) -> str:
+    """``path`` as a single-quoted SQL string literal (quotes doubled), for DuckDB's ``read_csv`` / ``COPY ... TO``."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
 def is_duckdb_file(path: Path) -> bool:
     """Whether ``path`` is a DuckDB database file (its header carries DuckDB's magic bytes)."""
     try:

@@ -89,20 +89,19 @@ def render_figures(result: StudyResult, folder: Path) -> list[RenderedFigure]:
             fig = figures_events.adverse_event_figure(result.adverse_events, colours, n_by_arm=result.arms)
             out.append(_save(fig, folder, "adverse_events", "Adverse events by arm and category",
                              figures_events.adverse_event_caption()))
+        each_arm = p.treatment_arm if len(p.compared_arms) == 1 else "each arm"  # the KM captions' compared arm
         if result.discontinuation is not None:
             fig = figures_events.km_figure(result.discontinuation, colours, n_by_arm=result.arms,
                                            max_months=max_months, treatment=p.treatment_arm,
                                            reference=p.reference_arm)
             out.append(_save(fig, folder, "discontinuation_km", "Time to treatment discontinuation",
-                             figures_events.km_caption(p.treatment_arm if len(p.compared_arms) == 1
-                                                       else "each arm", p.reference_arm)))
+                             figures_events.km_caption(each_arm, p.reference_arm)))
         if result.progression is not None and result.progression.endpoints:
             fig = figures_events.progression_figure(result.progression, colours, n_by_arm=result.arms,
                                                     max_months=max_months, treatment=p.treatment_arm,
                                                     reference=p.reference_arm)
             out.append(_save(fig, folder, "progression_km", "Time to progression",
-                             figures_events.progression_caption(p.treatment_arm if len(p.compared_arms) == 1
-                                                                else "each arm", p.reference_arm)))
+                             figures_events.progression_caption(each_arm, p.reference_arm)))
         if result.safety is not None:
             from ildstudy.report import figures_safety
 

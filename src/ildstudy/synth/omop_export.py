@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ildstudy.data.database import sql_path_literal
 from ildstudy.data.omop.concepts import INGREDIENTS, LOCAL, MEASUREMENTS, UNIT_IDS, UNITS, OmopSettings
 from ildstudy.data.omop.ddl import DDL
 from ildstudy.data.omop.reader import FEMALE, HISPANIC, MALE, PFT_COLUMNS, RACES
@@ -236,7 +237,6 @@ def write_cdm_csv(registry, folder: str | Path, protocol, settings: OmopSettings
         write_cdm(registry, folder, protocol, settings, con=con)
         for name in DDL:
             path = folder / f"{name}.csv"
-            literal = "'" + str(path).replace("'", "''") + "'"
-            con.execute(f'COPY (SELECT * FROM "{name}") TO {literal} (HEADER, DELIMITER \',\')')
+            con.execute(f'COPY (SELECT * FROM "{name}") TO {sql_path_literal(path)} (HEADER, DELIMITER \',\')')
             written.append(path)
     return written

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ildstudy.data.database import driver_error, duckdb_path, mask_dsn, postgres_url
+from ildstudy.data.database import driver_error, duckdb_path, mask_dsn, postgres_url, sql_path_literal
 from ildstudy.data.omop.ddl import column_types
 from ildstudy.errors import IldStudyError, Problem
 
@@ -119,7 +119,7 @@ def _csv_folder(url: str, folder) -> Cdm:
     con = duckdb.connect(":memory:")
     problems: list[Problem] = []
     for path, name in zip(files, names):
-        literal = "'" + str(path).replace("'", "''") + "'"
+        literal = sql_path_literal(path)
         try:
             con.execute(f'CREATE TEMP TABLE raw AS SELECT row_number() OVER () + 1 AS "_line", * FROM '
                         f"read_csv({literal}, header = true, all_varchar = true)")
