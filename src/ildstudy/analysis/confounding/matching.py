@@ -125,13 +125,14 @@ def nearest_match(distance: np.ndarray, treated: np.ndarray, *, ratio: int = 1, 
 
 
 def _rounds(ds, ts, d_ord, treated_sorted, ord_, available, times, mm, ratio, reuse_max, caliper) -> None:
-    first, last = _ends(available)
+    """MatchIt's rounds; the nearest available control on each side comes from :class:`_Available`."""
+    free = _Available(available)
     for r in range(ratio):
         for row in ord_:
-            ii = treated_sorted[row]
+            ii = int(treated_sorted[row])
             taken = set(mm[row][mm[row] >= 0].tolist()) if r > 0 else set()
-            left = _search(ii, -1, first, ds, ts, d_ord, available, taken, caliper)
-            right = _search(ii, +1, last, ds, ts, d_ord, available, taken, caliper)
+            left = _nearest(free, ii, -1, ds, d_ord, taken, caliper)
+            right = _nearest(free, ii, +1, ds, d_ord, taken, caliper)
             if left >= 0 and right >= 0:
                 k = left if abs(ds[left] - ds[ii]) <= abs(ds[right] - ds[ii]) else right
             elif left >= 0 or right >= 0:
@@ -142,27 +143,60 @@ def _rounds(ds, ts, d_ord, treated_sorted, ord_, available, times, mm, ratio, re
             times[k] += 1
             if times[k] >= reuse_max:
                 available[k] = False
-            if not available.any():
+                free.remove(k)
+            if free.count == 0:
                 return
-            first, last = _ends(available)
 
 
-def _search(ii, step, bound, ds, ts, d_ord, available, taken, caliper) -> int:
-    """``find_left`` / ``find_right``: the nearest available control on one side, or -1."""
-    k = ii + step
-    while (k >= bound) if step < 0 else (k <= bound):
-        if ts[k] or (taken and int(d_ord[k]) in taken) or not available[k]:
-            k += step
-            continue
-        if caliper is not None and abs(ds[ii] - ds[k]) > caliper:
+def _nearest(free, ii, step, ds, d_ord, taken, caliper) -> int:
+    """``find_left`` / ``find_right``: the nearest available control on one side not already matched to this
+    treated patient, or -1; -1 too when it is farther than the caliper (the search stops there)."""
+    k = free.left(ii - 1) if step < 0 else free.right(ii + 1)
+    while k >= 0 and taken and int(d_ord[k]) in taken:
+        k = free.left(k - 1) if step < 0 else free.right(k + 1)
+    if k < 0 or (caliper is not None and abs(ds[ii] - ds[k]) > caliper):
+        return -1
+    return k
+
+
+class _Available:
+    """The available controls in sorted order, with the nearest one at or left / right of a position.
+
+    Two union-find forests with path halving (each removed position points to its neighbour on that side), so a
+    whole matching is O(n alpha(n)) where MatchIt's linear scan over matched controls is O(n^2) at worst (46 s
+    for 48,000 treated patients at 100,000 patients). Positions are stored shifted by one, with sentinels
+    0 (nothing to the left) and n + 1 (nothing to the right) that are their own roots.
+    """
+
+    def __init__(self, available: np.ndarray) -> None:
+        n = len(available)
+        pos = np.arange(1, n + 1)
+        self._l = [0, *np.where(available, pos, pos - 1).tolist(), n + 1]
+        self._r = [0, *np.where(available, pos, pos + 1).tolist(), n + 1]
+        self._n = n
+        self.count = int(np.count_nonzero(available))
+
+    @staticmethod
+    def _find(parent: list, x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def left(self, k: int) -> int:
+        """The nearest available position <= k, or -1."""
+        return self._find(self._l, k + 1) - 1 if k >= 0 else -1
+
+    def right(self, k: int) -> int:
+        """The nearest available position >= k, or -1."""
+        if k >= self._n:
             return -1
-        return k
-    return -1
+        x = self._find(self._r, k + 1)
+        return -1 if x == self._n + 1 else x - 1
 
-
-def _ends(available: np.ndarray) -> tuple[int, int]:
-    idx = np.flatnonzero(available)
-    return int(idx[0]), int(idx[-1])
+    def remove(self, k: int) -> None:
+        self._l[k + 1], self._r[k + 1] = k, k + 2
+        self.count -= 1
 
 
 def _weights(mm: np.ndarray, treated_pos: np.ndarray, n: int) -> np.ndarray:

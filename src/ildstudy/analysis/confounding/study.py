@@ -84,6 +84,7 @@ def study_confounding(patients: pd.DataFrame, outcomes: pd.DataFrame, adverse_ev
     stopped = (pts["treatment_end"].eq("stop").fillna(False).astype(bool)
                & pts["discontinued"].astype(bool)).to_numpy()
     months = [float(m) for m in protocol.analysis.contrast_months]
+    frames = {o.name: _outcome_frame(pts, outcomes, o, protocol) for o in protocol.outcomes}
     for design, (w, cluster) in designs.items():
         estimand = ESTIMAND[design]
         bal.append(balance_table(X, treated, w, estimand).assign(design=design))
@@ -91,7 +92,7 @@ def study_confounding(patients: pd.DataFrame, outcomes: pd.DataFrame, adverse_ev
             sizes.append({"design": design, "arm": arm, **sample_sizes(treated, w)[key]})
         for outcome in protocol.outcomes:
             try:
-                traj += _trajectory(pts, outcomes, outcome, protocol, w, cluster, design)
+                traj += _trajectory(frames[outcome.name], outcome, protocol, w, cluster, design)
             except ModelError as exc:
                 warnings.append(f"{design}: outcome {outcome.name}: {exc}")
         rd = risk_difference(event, treated, w, cluster)
@@ -143,13 +144,12 @@ OUTCOME_COLUMNS = ["design", "outcome", "month", "contrast", "estimate", "se", "
                    "n_patients", "n_clusters", "cluster", "sd", "evalue", "evalue_ci"]
 
 
-def _trajectory(pts, outcomes, outcome, protocol, w, cluster, design) -> list[dict]:
-    """The outcome's fixed-effects model weighted by ``w``, its arm differences at the contrast months."""
-    treated_arm, ref = protocol.treatment_arm, protocol.reference_arm
+def _outcome_frame(pts, outcomes, outcome, protocol) -> tuple:
+    """The outcome's model rows (complete cases) and each row's patient position; the same for every design."""
     formula = parse_formula(outcome_formula(outcome, protocol))
     data = model_frame(pts, outcomes, outcome.name)
     months = [float(m) for m in protocol.analysis.contrast_months]
-    levels = {"arm": [ref, treated_arm]}
+    levels = {"arm": [protocol.reference_arm, protocol.treatment_arm]}
     if outcome.time_model == "categorical":
         data["visit"] = [f"{m:g}" for m in nearest_month(data["months"].to_numpy(), tuple(months))]
         levels["visit"] = [f"{m:g}" for m in months if f"{m:g}" in set(data["visit"])]
@@ -159,6 +159,14 @@ def _trajectory(pts, outcomes, outcome, protocol, w, cluster, design) -> list[di
     needed = [c for c in used if c in formula.fixed or c in (outcome.name, "months")]
     data = data.dropna(subset=needed).reset_index(drop=True)
     idx = data["patient"].astype(str).map(position).to_numpy()
+    return formula, data, idx, levels
+
+
+def _trajectory(frame, outcome, protocol, w, cluster, design) -> list[dict]:
+    """The outcome's fixed-effects model weighted by ``w``, its arm differences at the contrast months."""
+    treated_arm, ref = protocol.treatment_arm, protocol.reference_arm
+    formula, data, idx, levels = frame
+    months = [float(m) for m in protocol.analysis.contrast_months]
     wi = w[idx]
     data = data.loc[wi > 0].reset_index(drop=True)
     idx, wi = idx[wi > 0], wi[wi > 0]
