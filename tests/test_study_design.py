@@ -233,3 +233,38 @@ def test_a_variant_that_cannot_run_is_a_row_with_the_reason(registry, tmp_path):
     assert rows.loc["tiny", "status"] == "not run"
     assert "fewer than" in rows.loc["tiny", "reason"] or "empty" in rows.loc["tiny", "reason"]
     assert rows.loc["primary", "status"] == "run"
+
+
+def test_model_only_variants_reuse_the_primary_cohort(registry, monkeypatch):
+    """Spline time and extra covariates change only the model: their cohort is the primary one (built once);
+    every variant that changes a cohort rule gets its own build, on the one connection of the run."""
+    import ildstudy.analysis.study as study_mod
+
+    p = load_protocol("huapaya2019")
+    key = p.cohort_key()
+    same = {s.name for s in p.sensitivity if p.sensitivity_protocol(s.name).cohort_key() == key}
+    assert same == {"natural_spline_time", "baseline_lung_function"}
+    built, conns = [], set()
+    real = study_mod.build_cohort
+
+    def counting(source, protocol):
+        built.append(protocol.name)
+        conns.add(id(source))
+        return real(source, protocol)
+
+    monkeypatch.setattr(study_mod, "build_cohort", counting)
+    result = ildstudy.run_study(p, registry)
+    assert len(built) == 1 + len(p.sensitivity) - len(same)
+    assert len(conns) == 1
+    rows = result.sensitivity.analyses.set_index("analysis")
+    assert (rows.loc[["natural_spline_time", "baseline_lung_function"], "status"] == "run").all()
+
+
+def test_cohort_key_counts_settings_the_cohort_reads():
+    p = load_protocol("huapaya2019")
+    spec = p.sensitivity_protocol
+    assert spec("baseline_window_60").cohort_key() != p.cohort_key()
+    assert spec("intention_to_treat").cohort_key() != p.cohort_key()
+    assert spec("gli_global_2022").cohort_key() != p.cohort_key()
+    relabelled = p.model_copy(update={"title": "another title", "name": "x"})
+    assert relabelled.cohort_key() == p.cohort_key()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import math
 import tomllib
 from importlib import resources
@@ -406,6 +407,20 @@ class Protocol(_Settings):
         if self.progression is not None:
             names += self.progression.needed_outcomes()
         return tuple(dict.fromkeys(names))
+
+    def cohort_key(self) -> str:
+        """The settings the cohort is built from, as text: two protocols with equal keys have the same cohort.
+
+        Everything but what only the analysis reads (names and labels, ``[analysis]`` except ``dose_months``,
+        each outcome's model settings, ``[[sensitivity]]``, ``[confounding]``), so a setting added later counts
+        as a cohort setting until it is listed here. A sensitivity analysis that changes only the model (time as
+        a spline, more covariates) reuses the primary cohort instead of building it again.
+        """
+        d = self.model_dump(mode="json", exclude={"name", "title", "reference", "sensitivity", "confounding"})
+        d["analysis"] = {"dose_months": d["analysis"]["dose_months"]}
+        d["outcomes"] = [o.name for o in self.outcomes]
+        d["cohort_outcomes"] = list(self.cohort_outcomes())
+        return json.dumps(d, sort_keys=True, default=str)
 
     def arm_of_drug(self) -> dict[str, str]:
         return {d: a.name for a in self.arms for d in a.drugs}

@@ -26,7 +26,7 @@ from ildstudy.analysis.safety import study_safety
 from ildstudy.analysis.sensitivity import run_sensitivity
 from ildstudy.analysis.table1 import Variable, table1
 from ildstudy.analysis.trajectories import fit_outcome, model_frame
-from ildstudy.cohort import Cohort, build_cohort
+from ildstudy.cohort import Cohort, build_cohort, connect
 from ildstudy.data import Registry, load_registry
 from ildstudy.errors import ModelError
 from ildstudy.protocol import Protocol, load_protocol
@@ -105,17 +105,24 @@ def run_study(protocol: Protocol | str | Path, data: Registry | str | Path | Non
     else:
         source, data_hash, warnings = db, None, []
     step("Building the cohort")
-    cohort = build_cohort(source, protocol)
-    if data_hash is None:
-        data_hash = _cohort_hash(cohort)
-    # The cohort reports unrecognised drug names itself (on every backend); drop validation's copy.
-    warnings = [w for w in warnings if w.column != "drug"] + list(cohort.warnings)
-    main = analyse_cohort(cohort, protocol, data_hash=data_hash, on_step=step, warnings=warnings)
+    conn = connect(source)  # opened once (a Registry is copied into DuckDB once) for the primary and every variant
+    try:
+        cohort = build_cohort(conn, protocol)
+        if data_hash is None:
+            data_hash = _cohort_hash(cohort)
+        # The cohort reports unrecognised drug names itself (on every backend); drop validation's copy.
+        warnings = [w for w in warnings if w.column != "drug"] + list(cohort.warnings)
+        main = analyse_cohort(cohort, protocol, data_hash=data_hash, on_step=step, warnings=warnings)
+        key = protocol.cohort_key()
 
-    def variant(p: Protocol) -> StudyResult:  # the sensitivity summary reads arms, outcomes and adverse events only
-        return analyse_cohort(build_cohort(source, p), p, data_hash=data_hash, sections="sensitivity")
+        def variant(p: Protocol) -> StudyResult:  # the sensitivity summary reads arms, outcomes, adverse events only
+            same = p.cohort_key() == key  # a model-only variant (spline time, more covariates): the same cohort
+            return analyse_cohort(cohort if same else build_cohort(conn, p), p, data_hash=data_hash,
+                                  sections="sensitivity")
 
-    sensitivity = run_sensitivity(main, variant, on_step=step)
+        sensitivity = run_sensitivity(main, variant, on_step=step)
+    finally:
+        conn.close()
     return main if sensitivity is None else dataclasses.replace(main, sensitivity=sensitivity)
 
 
