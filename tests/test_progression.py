@@ -252,3 +252,51 @@ def test_report_has_the_progression_section(planted, tmp_path):
 def test_test_rows_of_an_unknown_patient_are_refused():
     with pytest.raises(ValueError, match=r"patient indices must be in 0 \.\. 0"):
         _decline([80], [(1, 6, 70)], kind="absolute", threshold=5)
+
+
+def _loop_first_decline(base, pat, t, v, kind, threshold, confirmed, window):
+    """The per-patient loop first_decline used until 2026-12-03 (the oracle of the vectorised one)."""
+    keep = ~np.isnan(v)
+    pat, t, v = pat[keep].astype(np.int64), t[keep], v[keep]
+    order = np.lexsort((t, pat))
+    pat, t, v = pat[order], t[order], v[order]
+    n = len(base)
+    out_t, out_e = np.zeros(n), np.zeros(n, dtype=bool)
+    n_tests = np.bincount(pat, minlength=n)
+    b = base[pat]
+    drop = 100 * (b - v) / b if kind == "relative" else b - v
+    hit = drop >= threshold - 1e-9
+    inside = np.ones_like(t, dtype=bool) if window is None else t <= window + 1e-9
+    starts = np.r_[0, np.cumsum(n_tests)[:-1]]
+    for i in np.flatnonzero(n_tests > 0):
+        s = slice(starts[i], starts[i] + n_tests[i])
+        h, w, ti = hit[s], inside[s], t[s]
+        q = h & w
+        if confirmed:
+            q = q & np.r_[h[1:], False]
+        if q.any():
+            out_t[i], out_e[i] = ti[np.argmax(q)], True
+        elif w.any():
+            out_t[i] = ti[w].max()
+    has = ~np.isnan(base)
+    return np.where(has, out_t, np.nan), out_e & has
+
+
+@pytest.mark.parametrize("confirmed", [False, True])
+@pytest.mark.parametrize("window", [None, 12.0])
+def test_vectorised_first_decline_equals_the_per_patient_loop(confirmed, window):
+    rng = np.random.default_rng(11 + int(confirmed) + (0 if window is None else 2))
+    events = 0
+    for rep in range(150):
+        n, m = int(rng.integers(1, 40)), int(rng.integers(0, 200))
+        base = np.where(rng.random(n) < 0.1, np.nan, rng.uniform(40, 100, n))
+        pat = rng.integers(0, n, m)
+        t = np.round(rng.uniform(0.1, 60, m), 0 if rep % 2 else 3)  # whole months: many tied test times
+        v = np.where(rng.random(m) < 0.05, np.nan, rng.uniform(30, 105, m))
+        for kind, thr in (("relative", 10.0), ("absolute", 5.0)):
+            got = first_decline(base, pat, t, v, kind=kind, threshold=thr, confirmed=confirmed, window=window)
+            months, event = _loop_first_decline(base, pat, t, v, kind, thr, confirmed, window)
+            np.testing.assert_array_equal(got.months, months)
+            np.testing.assert_array_equal(got.event, event)
+            events += int(event.sum())
+    assert events > 100

@@ -102,17 +102,20 @@ def first_decline(baseline, patient, months, value, *, kind: str, threshold: flo
     drop = 100 * (b - v) / b if kind == "relative" else b - v
     hit = drop >= threshold - THRESHOLD_TOLERANCE
     inside = np.ones_like(t, dtype=bool) if window is None else t <= window + THRESHOLD_TOLERANCE
-    starts = np.r_[0, np.cumsum(n_tests)[:-1]]
-    for i in np.flatnonzero(n_tests > 0):
-        s = slice(starts[i], starts[i] + n_tests[i])
-        h, w, ti = hit[s], inside[s], t[s]
-        q = h & w
-        if confirmed:
-            q = q & np.r_[h[1:], False]
-        if q.any():
-            out_t[i], out_e[i] = ti[np.argmax(q)], True
-        elif w.any():
-            out_t[i] = ti[w].max()
+    q = hit & inside
+    if confirmed:  # the patient's next test (sorted by time) declines too; a patient's last test has none
+        q &= np.r_[hit[1:] & (pat[1:] == pat[:-1]), False]
+    # tests are sorted by patient then time: a patient's first qualifying test is its event; without one, its
+    # last test inside the window censors it
+    first = np.flatnonzero(q)
+    if len(first):
+        first = first[np.r_[True, pat[first][1:] != pat[first][:-1]]]
+        out_t[pat[first]], out_e[pat[first]] = t[first], True
+    last = np.flatnonzero(inside)
+    if len(last):
+        last = last[np.r_[pat[last][1:] != pat[last][:-1], True]]
+        last = last[~out_e[pat[last]]]
+        out_t[pat[last]] = t[last]
     has = ~np.isnan(base)
     return DeclineTimes(np.where(has, out_t, np.nan), out_e & has, has, n_tests)
 
