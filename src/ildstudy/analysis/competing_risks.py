@@ -10,7 +10,7 @@ discontinuation event, not a censoring).
   with the influence updated exactly through each time. Intervals by ``survfit_confint(p, se, logse = FALSE,
   conf.type)``: "log" (survfit's default) ``exp(log F ± z·se/F)`` with the upper limit capped at 1, "plain" or
   "log-log"; NaN where R gives NA (F = 0).
-* :func:`cause_specific_cox` — ``coxph(Surv(time, cause == k) ~ arm)`` (other causes censored) via lifelines, as
+* :func:`cause_specific_cox` — ``coxph(Surv(time, cause == k) ~ arm)`` (other causes censored) with Efron ties, as
   in :mod:`ildstudy.analysis.discontinuation`.
 * :func:`fine_gray` — the subdistribution hazard ratio: a weighted Cox partial likelihood in which a patient with
   a competing event stays in the risk set after it with weight ``G(t−)/G(T_i−)`` (``G`` = Kaplan–Meier of

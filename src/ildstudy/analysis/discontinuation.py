@@ -7,7 +7,7 @@ Follow-up must already be censored at the data cut or the protocol's maximum (60
 * Kaplan–Meier per arm with Greenwood SEs and R's default "log" interval (:mod:`ildstudy.analysis.kaplan_meier`),
   the numbers at risk / survival at the report months (``summary(fit, times, extend = TRUE)``) and the median.
 * Log-rank p as ``survdiff``.
-* Cox hazard ratio, arm versus reference, from lifelines' ``CoxPHFitter`` (Efron ties, R's ``coxph`` default),
+* Cox hazard ratio, arm versus reference (:func:`ildstudy.analysis.cox.efron_cox`: Efron ties, R's ``coxph`` default),
   with the Wald CI ``exp(β ± z·SE)`` and Wald p (``summary(coxph(...))``'s ``Pr(>|z|)``). When an arm has no
   event the partial-likelihood estimate is infinite (R warns and prints a huge β); the hazard ratio is then
   reported as ``None``.
@@ -20,7 +20,6 @@ Follow-up must already be censored at the data cut or the protocol's maximum (60
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,16 +27,11 @@ import pandas as pd
 from scipy import stats
 
 from ildstudy._json import finite_or_none, frame_records
+from ildstudy.analysis.cox import efron_cox
 from ildstudy.analysis.kaplan_meier import ConfType, LogRankResult, kaplan_meier, logrank_test
 
 REPORT_MONTHS = (0, 12, 24, 36, 48, 60)
 AE_REASON = "adverse_event"
-#: lifelines' Newton–Raphson settings. lifelines stops when the step, the Newton decrement g'H⁻¹g/2 or the relative
-#: change of the log-likelihood falls below a threshold; at its defaults that leaves β up to ~1e-6 (relative) short of
-#: the maximum, so the log-likelihood criterion is switched off and the others set to 1e-20 (the decrement then
-#: stops the iteration at floating-point noise, β within ~1e-12 of the maximum). R's coxph stops when the
-#: log-likelihood changes by < 1e-9 relatively, which leaves R's β ~1e-9 from the maximum.
-COX_FIT_OPTIONS = {"precision": 1e-20, "r_precision": 0.0, "step_size": 0.95, "max_steps": 500}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +50,7 @@ class CoxResult:
         Partial log-likelihood at β = 0 and at the estimate (R's ``fit$loglik``).
     n, n_events : int
     converged : bool
-        False if lifelines warned that Newton–Raphson did not converge.
+        False if Newton–Raphson did not converge (:attr:`ildstudy.analysis.cox.CoxFit.converged`).
     ties : str
         "efron".
     """
@@ -85,7 +79,7 @@ class CoxResult:
                 "loglik_null": finite_or_none(self.loglik_null), "loglik": finite_or_none(self.loglik),
                 "n": self.n, "n_events": self.n_events, "converged": self.converged, "ties": self.ties,
                 "conf_level": self.conf_level,
-                "method": "Cox PH (lifelines), Wald CI and p"}
+                "method": "Cox PH (Efron ties), Wald CI and p"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +174,8 @@ class DiscontinuationResult:
 
 def cox_two_arms(months: np.ndarray, event: np.ndarray, is_arm: np.ndarray, term: str,
                  conf_level: float = 0.95) -> CoxResult | None:
-    """Cox model ``Surv(months, event) ~ arm`` with Efron ties via lifelines; ``None`` if an arm has no event.
+    """Cox model ``Surv(months, event) ~ arm`` with Efron ties (:func:`ildstudy.analysis.cox.efron_cox`);
+    ``None`` if an arm has no event.
 
     Parameters
     ----------
@@ -189,35 +184,18 @@ def cox_two_arms(months: np.ndarray, event: np.ndarray, is_arm: np.ndarray, term
     term : str
         Name of the coefficient (R's "armAZA").
     """
-    from lifelines import CoxPHFitter  # imported here: lifelines is slow to import and only needed for this fit
-
     event = event.astype(bool)
     is_arm = is_arm.astype(bool)
     if not event[is_arm].any() or not event[~is_arm].any():
         return None
-    df = pd.DataFrame({"months": months.astype(float), "event": event.astype(int), "x": is_arm.astype(float)})
-    from lifelines.exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fitter = CoxPHFitter().fit(df, duration_col="months", event_col="event", fit_options=COX_FIT_OPTIONS)
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    coef = float(fitter.params_["x"])
-    se = float(fitter.standard_errors_["x"])
-    zq = float(stats.norm.ppf(1 - (1 - conf_level) / 2))
-    z = coef / se
-    loglik_null = float(fitter.log_likelihood_ - fitter.log_likelihood_ratio_test().test_statistic / 2)
-    return CoxResult(term=term, coef=coef, se=se, z=z, p=float(2 * stats.norm.sf(abs(z))),
-                     hazard_ratio=math.exp(coef), ci_low=math.exp(coef - zq * se), ci_high=math.exp(coef + zq * se),
-                     loglik_null=loglik_null, loglik=float(fitter.log_likelihood_), n=len(df),
-                     n_events=int(event.sum()), converged=converged, conf_level=conf_level)
+    return _cox_results(months, event, is_arm[:, None], [term], conf_level)[0]
 
 
 def cox_arms(months: np.ndarray, event: np.ndarray, arm: np.ndarray, compared: list[str],
              conf_level: float = 0.95) -> tuple[CoxResult, ...]:
     """Cox model ``Surv(months, event) ~ arm`` with one indicator per compared arm (the reference is the rest),
-    Efron ties via lifelines; one :class:`CoxResult` per compared arm (term ``arm<ARM>``, the model's shared
-    log-likelihoods), or ``()`` when some arm (or the reference) has no event.
+    Efron ties; one :class:`CoxResult` per compared arm (term ``arm<ARM>``, the model's shared log-likelihoods),
+    or ``()`` when some arm (or the reference) has no event.
 
     Parameters
     ----------
@@ -226,32 +204,25 @@ def cox_arms(months: np.ndarray, event: np.ndarray, arm: np.ndarray, compared: l
     compared : list of str
         The non-reference arms, in order.
     """
-    from lifelines import CoxPHFitter
-    from lifelines.exceptions import ConvergenceWarning
-
     event = event.astype(bool)
     groups = [arm == a for a in compared]
     reference = ~np.logical_or.reduce(groups)
     if not all(event[g].any() for g in (*groups, reference)):
         return ()
-    cols = [f"x{i}" for i in range(len(compared))]
-    df = pd.DataFrame({"months": months.astype(float), "event": event.astype(int),
-                       **{c: g.astype(float) for c, g in zip(cols, groups)}})
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fitter = CoxPHFitter().fit(df, duration_col="months", event_col="event", fit_options=COX_FIT_OPTIONS)
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return _cox_results(months, event, np.column_stack(groups), [f"arm{a}" for a in compared], conf_level)
+
+
+def _cox_results(months, event, x, terms: list[str], conf_level: float) -> tuple[CoxResult, ...]:
+    fit = efron_cox(np.asarray(months, dtype=float), event, x.astype(float))
     zq = float(stats.norm.ppf(1 - (1 - conf_level) / 2))
-    loglik_null = float(fitter.log_likelihood_ - fitter.log_likelihood_ratio_test().test_statistic / 2)
     out = []
-    for c, a in zip(cols, compared):
-        coef, se = float(fitter.params_[c]), float(fitter.standard_errors_[c])
+    for coef, se, term in zip(fit.coef.tolist(), fit.se.tolist(), terms):
         z = coef / se
-        out.append(CoxResult(term=f"arm{a}", coef=coef, se=se, z=z, p=float(2 * stats.norm.sf(abs(z))),
+        out.append(CoxResult(term=term, coef=coef, se=se, z=z, p=float(2 * stats.norm.sf(abs(z))),
                              hazard_ratio=math.exp(coef), ci_low=math.exp(coef - zq * se),
-                             ci_high=math.exp(coef + zq * se), loglik_null=loglik_null,
-                             loglik=float(fitter.log_likelihood_), n=len(df), n_events=int(event.sum()),
-                             converged=converged, conf_level=conf_level))
+                             ci_high=math.exp(coef + zq * se), loglik_null=fit.loglik_null, loglik=fit.loglik,
+                             n=len(event), n_events=int(event.sum()), converged=fit.converged,
+                             conf_level=conf_level))
     return tuple(out)
 
 

@@ -20,7 +20,7 @@ from ildstudy.report.html import write_report
 from ildstudy.report.exports import atomic_output_dir, write_json, write_table, write_tables
 from ildstudy.report.share import write_share
 
-PEERS = ("numpy", "scipy", "pandas", "duckdb", "ibis-framework", "formulaic", "lifelines", "matplotlib")
+PEERS = ("numpy", "scipy", "pandas", "duckdb", "ibis-framework", "formulaic", "matplotlib")
 
 
 def _versions() -> dict[str, str]:
