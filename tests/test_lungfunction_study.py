@@ -5,6 +5,7 @@ methods, z-score outcomes fit, bad inputs are errors or flagged and counted."""
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -33,9 +34,16 @@ GLI_2012_MAP = ('ethnicity_map = { "White" = "caucasian", "Black or African Amer
                 '"Asian" = "north_east_asian", "Hispanic or Latino" = "other", "Other" = "other" }')
 
 
+def with_lung(text: str, lung: str) -> str:
+    """Protocol text with its [lung_function] table replaced by ``lung``."""
+    text = re.sub(r"^\[lung_function\]\n(?:[^\[\n#].*\n)*", "", text, flags=re.M)
+    assert not re.search(r"^\[lung_function\]", text, flags=re.M)
+    return text + f"\n[lung_function]\n{lung}\n"
+
+
 def protocol_with(lung: str, text: str | None = None):
-    """huapaya2019 plus a [lung_function] table, without the slow extras (confounding, sensitivity)."""
-    p = parse_protocol((text or builtin_protocol_text("huapaya2019")) + f"\n[lung_function]\n{lung}\n")
+    """huapaya2019 with this [lung_function] table, without the slow extras (confounding, sensitivity)."""
+    p = parse_protocol(with_lung(text or builtin_protocol_text("huapaya2019"), lung))
     return p.model_copy(update={"confounding": None, "sensitivity": ()})
 
 
@@ -70,7 +78,7 @@ def paired(synth_registry):
 
 def test_raw_only_registry_gives_the_recorded_study_when_equations_match(paired):
     recorded, raw = paired
-    a = build_cohort(recorded, load_protocol("huapaya2019"))
+    a = build_cohort(recorded, protocol_with('reference_equation = "as_recorded"'))
     b = build_cohort(raw, protocol_with('reference_equation = "gli_global_2022"'))
     assert a.lung_function is None and b.lung_function is not None
     assert b.lung_function.flags.empty  # every test had its raw value, sex, age and height
@@ -190,7 +198,10 @@ def test_bad_inputs_are_flagged_and_counted_never_silently_missing(change, patie
     row = d.measures.set_index("measure").loc[measure]
     assert row["n_flagged"] == 1 and row["n_derived"] == 0
     warnings = [str(w) for w in derivation_warnings(d)]
-    assert any("P1 2020-01-01" in w and "1 test(s)" in w for w in warnings)
+    assert any("1 test(s)" in w for w in warnings)
+    assert not any("P1" in w or "2020-01-01" in w for w in warnings)  # warnings reach the shared outputs
+    ex = d.examples[(d.examples["measure"] == measure) & (d.examples["reason"] == reason)]
+    assert ex[["patient_id", "test_date"]].values.tolist() == [["P1", "2020-01-01"]]  # the API has them
 
 
 def test_gli_2012_without_an_ethnicity_group_is_flagged():
@@ -234,7 +245,7 @@ def test_protocol_errors_name_the_key(lung, outcome, message):
     if outcome:
         text = text.replace('"fvc_pct_pred"', f'"{outcome}"')
     with pytest.raises(ProtocolError, match=message):
-        parse_protocol(text + f"\n[lung_function]\n{lung}\n")
+        parse_protocol(with_lung(text, lung))
 
 
 def test_sensitivity_analysis_can_switch_the_equation():
@@ -243,4 +254,62 @@ def test_sensitivity_analysis_can_switch_the_equation():
                        '"lung_function.ethnicity_map" = { "White" = "caucasian" } }\n')
     v = p.sensitivity_protocol("nhanes")
     assert v.lung.reference_equation == "nhanes3" and p.lung.reference_equation == "as_recorded"
-    assert load_protocol("huapaya2019").lung_function is None  # the built-in protocol is unchanged
+    builtin = load_protocol("huapaya2019").lung  # the built-in protocol is unchanged
+    assert builtin.reference_equation == "as_recorded" and builtin.check_equation == "gli_global_2022"
+
+
+def test_check_equation_keeps_recorded_values_and_finds_a_change_of_equation(paired):
+    """as_recorded + check_equation: the study's values are the recorded ones (the same cohort as without the
+    check), the agreement is exact where the recorded values were made with the check equation, and a laboratory
+    that switched equation (recorded values 6% higher from 2015 on) shows as a step in the by-year table."""
+    recorded, _ = paired
+    plain_p = protocol_with('reference_equation = "as_recorded"')
+    check_p = protocol_with('reference_equation = "as_recorded"\ncheck_equation = "gli_global_2022"')
+    a, b = build_cohort(recorded, plain_p), build_cohort(recorded, check_p)
+    pd.testing.assert_frame_equal(a.outcomes, b.outcomes)   # recorded % predicted kept, nothing else changes
+    pd.testing.assert_frame_equal(a.patients, b.patients)
+    m = b.lung_function.measures.set_index("measure")
+    assert b.lung_function.check_equation == "gli_global_2022"
+    assert m.loc["fvc", "n_compared"] == m.loc["fvc", "n_derived"] > 1000
+    assert abs(m.loc["fvc", "mean_recorded_minus_derived"]) < 1e-9 and m.loc["fvc", "n_differ_over_5"] == 0
+    assert abs(m.loc["dlco", "mean_recorded_minus_derived"]) < 1e-9
+
+    pft = recorded["pft"].copy()
+    late = pft["test_date"].dt.year >= 2015
+    pft.loc[late, "fvc_pct_pred"] *= 1.06
+    switched = build_cohort(Registry({**recorded.tables, "pft": pft}), check_p)
+    by_year = switched.lung_function.agreement
+    fvc = by_year[by_year["measure"] == "fvc"].set_index("year")["mean_recorded_minus_derived"]
+    assert fvc[fvc.index < 2015].abs().max() < 1e-9
+    assert (fvc[fvc.index >= 2015] > 2).all()            # about 6% of ~70-80% predicted
+    assert switched.lung_function.measures.set_index("measure").loc["fvc", "n_differ_over_5"] > 0
+
+
+def test_zscore_trajectories_are_in_results_report_and_methods(synth_registry):
+    p = protocol_with('reference_equation = "as_recorded"\ncheck_equation = "gli_global_2022"\n'
+                      'zscore_trajectories = true')
+    result = run_study(p, synth_registry)
+    doc = json.loads(json.dumps(plain(result.results)))
+    assert load_schema().validate_results(doc) == []
+    block = doc["lung_function"]
+    assert block["equations"] == {"fvc": "as_recorded", "dlco": "as_recorded"}
+    assert block["check_equations"] == {"fvc": "gli_global_2022", "fev1": "gli_global_2022",
+                                        "dlco": "gli_tlco_2017"}
+    z = block["zscore_trajectories"]["outcomes"]
+    assert z["fvc_zscore"]["available"] and z["dlco_zscore"]["available"]
+    assert z["fvc_zscore"]["formula"].startswith("fvc_zscore ~ months * arm + female")
+    means = pd.DataFrame(z["fvc_zscore"]["marginal_means"])
+    assert means["estimate"].between(-6, 3).all()
+    assert {"lung_function_zscore_means", "lung_function_zscore_differences",
+            "lung_function_agreement"} <= set(result.tables)
+    methods = " ".join(methods_paragraphs(result))
+    assert "as recorded by each centre" in methods and "GLI Global 2022" in methods and "z-score" in methods
+    html = render_html(result, [])
+    assert "Recorded − recomputed % predicted by year of test" in html
+    assert "Adjusted differences in z-score between arms" in html
+    assert "recorded % predicted is not used" not in " ".join(str(w) for w in result.warnings)
+
+
+def test_zscore_trajectories_need_an_equation():
+    with pytest.raises(ProtocolError, match="zscore_trajectories needs z-scores"):
+        protocol_with('reference_equation = "as_recorded"\nzscore_trajectories = true')

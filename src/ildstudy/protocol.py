@@ -402,10 +402,13 @@ class Protocol(_Settings):
         return tuple(a.name for a in self.arms[:-1])
 
     def cohort_outcomes(self) -> tuple[str, ...]:
-        """Outcomes the cohort's long table carries: the ``[[outcomes]]``, then those ``[progression]`` needs."""
+        """Outcomes the cohort's long table carries: the ``[[outcomes]]``, then those ``[progression]`` and
+        ``[lung_function] zscore_trajectories`` need."""
         names = [o.name for o in self.outcomes]
         if self.progression is not None:
             names += self.progression.needed_outcomes()
+        if self.lung.zscore_trajectories:  # analysis/zscore_trajectories.py
+            names += ["fvc_zscore", "dlco_zscore"]
         return tuple(dict.fromkeys(names))
 
     def cohort_key(self) -> str:
@@ -617,9 +620,10 @@ def _consistency_problems(p: Protocol) -> list[str]:
             problems.append(f"analysis.primary.month: month {pe.month:g} is not one of analysis.contrast_months")
     for i, o in enumerate(p.outcomes):
         column = registered_outcomes()[o.name].column
-        if DERIVED_PFT_COLUMNS.get(column) and not p.lung.needs_raw:
+        if DERIVED_PFT_COLUMNS.get(column) and p.lung.equation is None:
             problems.append(f"outcomes[{i}].name: {o.name!r} is computed from raw values with a reference "
-                            "equation; set [lung_function] reference_equation (e.g. \"gli_global_2022\")")
+                            "equation; set [lung_function] reference_equation or check_equation "
+                            "(e.g. \"gli_global_2022\")")
     sens: dict[str, int] = {}
     for i, sa in enumerate(p.sensitivity):
         if sa.name in sens:

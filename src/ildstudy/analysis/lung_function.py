@@ -1,13 +1,15 @@
 """The study's lung-function block: which reference equation gave each measure, and what was derived or flagged.
 
 :func:`lung_function_result` turns the cohort's :class:`~ildstudy.cohort.lungfunction.LungFunctionDerivation`
-into :class:`LungFunctionResult` (results.json ``lung_function``, tables ``lung_function_measures`` and
-``lung_function_flags``; the report's lung-function section and methods sentence read it).
+into :class:`LungFunctionResult` (results.json ``lung_function``, tables ``lung_function_measures``,
+``lung_function_flags`` and ``lung_function_agreement``; the report's lung-function section and methods sentence
+read it). With ``[lung_function] zscore_trajectories`` the study adds the FVC and DLCO z-score trajectories
+(:mod:`ildstudy.analysis.zscore_trajectories`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -42,6 +44,10 @@ class LungFunctionResult:
     flags : DataFrame[measure, reason, n].
     outcomes : outcome name -> its unit (``% predicted``, ``z-score``, ``mL``) for the protocol's PFT outcomes.
     n_hb_uncorrected : DLCO tests derived without haemoglobin although Hb correction was asked for.
+    check_equations : measure -> the equation the recorded % predicted were checked against (empty unless
+        ``as_recorded`` with a ``check_equation``; z-scores and FEV1 % predicted then come from it).
+    agreement : DataFrame[measure, year, n_compared, mean_recorded_minus_derived, n_differ_over_5].
+    zscore_trajectories : the z-score trajectories (``[lung_function] zscore_trajectories``), or None.
     """
 
     settings: dict[str, Any]
@@ -50,35 +56,60 @@ class LungFunctionResult:
     flags: pd.DataFrame
     outcomes: dict[str, str]
     n_hb_uncorrected: int = 0
+    check_equations: dict[str, str] = field(default_factory=dict)
+    agreement: pd.DataFrame | None = None
+    zscore_trajectories: Any = None
 
     @property
     def recomputed(self) -> bool:
         """Whether % predicted / z-scores were recomputed from raw values (not ``as_recorded``)."""
         return self.settings["reference_equation"] != "as_recorded"
 
-    def label(self, measure: str) -> str:
-        """The equation of ``measure`` for people: ``GLI Global 2022 (race-neutral)``."""
-        return EQUATION_CITATIONS[self.equations[measure]][0]
+    @property
+    def checked(self) -> bool:
+        """Whether the recorded % predicted were checked against an equation (``check_equation``)."""
+        return bool(self.check_equations)
+
+    def label(self, measure: str, check: bool = False) -> str:
+        """The equation of ``measure`` for people: ``GLI Global 2022 (race-neutral)`` (``check``: the equation
+        it was checked against)."""
+        return EQUATION_CITATIONS[(self.check_equations if check else self.equations)[measure]][0]
 
     def citations(self) -> list[dict[str, str]]:
-        """One ``{equation, label, citation}`` per equation used, in measure order."""
-        seen = dict.fromkeys(self.equations.values())
+        """One ``{equation, label, citation}`` per equation used (or checked against), in measure order."""
+        seen = dict.fromkeys([*self.equations.values(), *self.check_equations.values()])
         return [{"equation": e, "label": EQUATION_CITATIONS[e][0], "citation": EQUATION_CITATIONS[e][1]}
                 for e in seen]
 
     def to_dict(self) -> dict[str, Any]:
         """results.json's ``lung_function``."""
-        return {"settings": plain(self.settings), "equations": dict(self.equations), "citations": self.citations(),
+        traj = self.zscore_trajectories
+        return {"settings": plain(self.settings), "equations": dict(self.equations),
+                "check_equations": dict(self.check_equations), "citations": self.citations(),
                 "outcomes": dict(self.outcomes), "measures": frame_records(self.measures),
-                "flags": frame_records(self.flags), "n_hb_uncorrected": int(self.n_hb_uncorrected)}
+                "flags": frame_records(self.flags), "n_hb_uncorrected": int(self.n_hb_uncorrected),
+                "agreement": frame_records(self._agreement()),
+                "zscore_trajectories": None if traj is None else traj.to_dict()}
+
+    def _agreement(self) -> pd.DataFrame:
+        if self.agreement is not None:
+            return self.agreement
+        return pd.DataFrame(columns=["measure", "year", "n_compared", "mean_recorded_minus_derived",
+                                     "n_differ_over_5"])
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """``lung_function_measures`` and ``lung_function_flags``."""
-        return {"lung_function_measures": self.measures, "lung_function_flags": self.flags}
+        """``lung_function_measures``, ``lung_function_flags``, ``lung_function_agreement`` (and the z-score
+        trajectories' tables)."""
+        out = {"lung_function_measures": self.measures, "lung_function_flags": self.flags,
+               "lung_function_agreement": self._agreement()}
+        if self.zscore_trajectories is not None:
+            out.update(self.zscore_trajectories.tables())
+        return out
 
 
-def lung_function_result(derivation, protocol) -> LungFunctionResult | None:
-    """The result of the cohort's derivation (None when the protocol derived nothing)."""
+def lung_function_result(derivation, protocol, zscore_trajectories=None) -> LungFunctionResult | None:
+    """The result of the cohort's derivation (None when the protocol derived nothing), with the z-score
+    trajectories when the study fitted them."""
     from ildstudy.variables import outcome_spec
 
     if derivation is None:
@@ -89,6 +120,9 @@ def lung_function_result(derivation, protocol) -> LungFunctionResult | None:
                  "dlco": lung.dlco_equation if recomputed else "as_recorded"}
     if not recomputed:
         equations.pop("fev1")
+    checks = ({"fvc": lung.check_equation, "fev1": lung.check_equation, "dlco": lung.dlco_equation}
+              if lung.checks else {})
     units = {o.name: outcome_spec(o.name).unit for o in protocol.outcomes if outcome_spec(o.name).source == "pft"}
     return LungFunctionResult(lung.model_dump(mode="json"), equations, derivation.measures, derivation.flags,
-                              units, derivation.n_hb_uncorrected)
+                              units, derivation.n_hb_uncorrected, checks, derivation.agreement,
+                              zscore_trajectories)

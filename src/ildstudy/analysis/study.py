@@ -20,6 +20,7 @@ from ildstudy.analysis.cohort_checks import check_cohort_size
 from ildstudy.analysis.confounding.study import CONFOUNDING_SKIPPED, confounding_notice, study_confounding
 from ildstudy.analysis.discontinuation import discontinuation
 from ildstudy.analysis.lung_function import lung_function_result
+from ildstudy.analysis.zscore_trajectories import zscore_trajectories
 from ildstudy.analysis.progression_study import study_progression
 from ildstudy.analysis.result import OutcomeResult, StudyResult
 from ildstudy.analysis.safety import study_safety
@@ -147,7 +148,7 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
     n_by_arm = {a: int((pts["arm"] == a).sum()) for a in arms}
     check_cohort_size(cohort.attrition, n_by_arm, protocol, with_identity_row(cohort.attrition, n_by_arm))
 
-    t1 = disc = safety = confounding = progression = None
+    t1 = disc = safety = confounding = progression = zscores = None
     if full:
         step("Table 1")
         t1 = _table1(pts, protocol, arms)
@@ -177,6 +178,10 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
             step("Progression: declines from baseline and the FVC slope")
         progression = study_progression(pts, cohort.outcomes, protocol)
 
+        if protocol.lung.zscore_trajectories:
+            step("Lung function: z-score trajectories")
+            zscores = zscore_trajectories(pts, cohort.outcomes, protocol)
+
         step("Safety: person-time and competing risks")
         safety = study_safety(pts, cohort.adverse_events, arms, ref)
 
@@ -193,7 +198,7 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
         protocol=protocol, arms=n_by_arm, attrition=attrition, table1=t1, outcomes=outcomes,
         adverse_events=ae, discontinuation=disc, warnings=tuple(str(w) for w in warnings), provenance=provenance,
         safety=safety, confounding=confounding, progression=progression,
-        lung_function=lung_function_result(cohort.lung_function, protocol),
+        lung_function=lung_function_result(cohort.lung_function, protocol, zscores),
     )
 
 

@@ -6,7 +6,9 @@ equations over the years. With ``[lung_function] reference_equation`` other than
 ``dlco_zscore``) are recomputed here from ``fvc_l``, ``fev1_l``, ``dlco`` + ``dlco_unit`` (+ ``hemoglobin_g_dl``),
 sex, age at the test (``(test_date - birth_date)`` days / 365.25, as the cohort's age) and ``patients.height_cm``
 with :mod:`ildstudy.reference.lungfunction`; the recorded % predicted is then not used. ``fvc_ml`` is
-``1000 fvc_l`` under any setting.
+``1000 fvc_l`` under any setting. With ``as_recorded`` and a ``check_equation`` the recorded % predicted are
+kept, every test is recomputed with the check equation only to compare (per measure and per test year), and
+the z-scores and FEV1 % predicted come from it.
 
 Why here, in pandas, before the cohort steps: the GLI equations are spline lookup tables, not SQL, and the
 cohort's baseline-PFT step must select on the recomputed FVC % (a raw-only registry has no recorded one). So
@@ -16,7 +18,8 @@ that replaces ``Sources.pft``; every cohort step after it is unchanged SQL.
 A test whose value cannot be derived is flagged, never a silent NaN: its value is missing, and
 :class:`LungFunctionDerivation` counts it per measure and reason (``no_raw_value``, ``no_dlco_unit``,
 ``no_sex``, ``no_birth_date``, ``no_height``, ``no_ethnicity``, ``age_outside_range``, ``height_outside_range``,
-``non_positive_value``); :func:`derivation_warnings` lists them with examples. Counts are over the whole
+``non_positive_value``); :func:`derivation_warnings` counts them (without patient ids: warnings reach the shared
+outputs; :attr:`LungFunctionDerivation.examples` holds the first tests of each reason). Counts are over the whole
 registry's pft table (every test of every patient). An unknown ``dlco_unit`` is a :class:`DataError`.
 """
 
@@ -46,6 +49,8 @@ MEASURES = {"fvc": ("fvc_l", "fvc_pct_pred", "fvc_pct_pred", "fvc_zscore"),
 REASONS = ("no_raw_value", "no_dlco_unit", "non_positive_value", "no_sex", "no_birth_date", "no_height",
            "no_ethnicity", "height_outside_range", "age_outside_range")
 _EXAMPLES = 3
+#: a recorded and a recomputed % predicted further apart than this (points) are counted as disagreeing
+AGREEMENT_POINTS = 5.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,10 @@ class LungFunctionDerivation:
     flags : DataFrame[measure, reason, n] (only reasons that occurred).
     examples : DataFrame[measure, reason, patient_id, test_date] (the first few tests of each reason).
     n_hb_uncorrected : DLCO tests derived without haemoglobin although ``hb_correction`` is on.
+    check_equation : with ``as_recorded`` and ``[lung_function] check_equation``: the equation the recorded % predicted
+        were checked against (they stay the study's values; only z-scores and FEV1 values come from it).
+    agreement : DataFrame[measure, year, n_compared, mean_recorded_minus_derived, n_differ_over_5]
+        recorded − recomputed % predicted per test year (a laboratory's change of equation shows as a step).
     """
 
     equation: str
@@ -71,6 +80,8 @@ class LungFunctionDerivation:
     flags: pd.DataFrame
     examples: pd.DataFrame
     n_hb_uncorrected: int = 0
+    check_equation: str | None = None
+    agreement: pd.DataFrame | None = None
 
 
 def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
@@ -94,9 +105,11 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
         out[col] = np.nan
     empty = pd.DataFrame({"measure": pd.Series(dtype=object), "reason": pd.Series(dtype=object),
                           "n": pd.Series(dtype="int64")})
-    if not settings.needs_raw:
+    if settings.equation is None:
         return out, LungFunctionDerivation("as_recorded", None, False, _measure_rows([]), empty,
-                                           empty.drop(columns="n").assign(patient_id=None, test_date=None))
+                                           empty.drop(columns="n").assign(patient_id=None, test_date=None),
+                                           agreement=_agreement_rows([]))
+    keep_recorded = settings.checks
     who = out[["patient_id"]].merge(patients.drop_duplicates("patient_id"), on="patient_id", how="left")
     test = pd.to_datetime(out["test_date"])
     age = ((test - pd.to_datetime(who["birth_date"])).dt.days / 365.25).to_numpy(float)
@@ -111,10 +124,10 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
     age_c = np.where(np.isnan(age), 50.0, age)
     h_c = np.where(np.isnan(height) | person["height_outside_range"], 170.0, height)
 
-    rows, flags, examples = [], [], []
+    rows, flags, examples, agreement = [], [], [], []
     n_hb = 0
     for measure, (raw_col, rec_col, pct_col, z_col) in MEASURES.items():
-        eq = settings.dlco_equation if measure == "dlco" else settings.reference_equation
+        eq = settings.dlco_equation if measure == "dlco" else settings.equation
         raw = pd.to_numeric(out[raw_col]).to_numpy(float)
         recorded = (pd.to_numeric(out[rec_col]).to_numpy(float) if rec_col else np.full(len(out), np.nan))
         is_test = ~np.isnan(raw) | ~np.isnan(recorded)
@@ -153,12 +166,24 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
                 extra = {k: v[idx] for k, v in kw.items()}
                 ref = lf.predict(eq, measure, sex_c[idx], age_c[idx], h_c[idx], **extra)
                 pct[idx], z[idx] = lf.percent_predicted(ref, raw[idx]), lf.zscore(ref, raw[idx])
-        out[pct_col], out[z_col] = pct, z
+        if not (keep_recorded and rec_col):
+            out[pct_col] = pct
+        out[z_col] = z
         both = ~np.isnan(recorded) & ok
-        diff = float(np.mean(recorded[both] - pct[both])) if both.any() and rec_col else None
+        d = recorded[both] - pct[both]
+        sd = float(np.std(d, ddof=1)) if len(d) > 1 else None
         rows.append({"measure": measure, "equation": eq, "n_tests": int(is_test.sum()), "n_derived": int(ok.sum()),
                      "n_flagged": int((is_test & ~ok).sum()), "n_compared": int(both.sum()) if rec_col else None,
-                     "mean_recorded_minus_derived": diff})
+                     "mean_recorded_minus_derived": float(d.mean()) if len(d) and rec_col else None,
+                     "sd_recorded_minus_derived": sd if rec_col else None,
+                     "n_differ_over_5": int((np.abs(d) > AGREEMENT_POINTS).sum()) if rec_col else None})
+        if rec_col and len(d):
+            years = test.dt.year.to_numpy()[both]
+            for year in np.unique(years):
+                dy = d[years == year]
+                agreement.append({"measure": measure, "year": int(year), "n_compared": len(dy),
+                                  "mean_recorded_minus_derived": float(dy.mean()),
+                                  "n_differ_over_5": int((np.abs(dy) > AGREEMENT_POINTS).sum())})
         for r in REASONS:
             hit = np.flatnonzero(reason == r)
             if len(hit):
@@ -169,14 +194,25 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
     flag_frame = pd.DataFrame(flags, columns=["measure", "reason", "n"]).astype({"n": "int64"})
     ex_frame = pd.DataFrame(examples, columns=["measure", "reason", "patient_id", "test_date"])
     return out, LungFunctionDerivation(settings.reference_equation, settings.dlco_equation, settings.hb_correction,
-                                       _measure_rows(rows), flag_frame, ex_frame, n_hb)
+                                       _measure_rows(rows), flag_frame, ex_frame, n_hb,
+                                       check_equation=settings.equation if keep_recorded else None,
+                                       agreement=_agreement_rows(agreement))
 
 
 def _measure_rows(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["measure", "equation", "n_tests", "n_derived", "n_flagged", "n_compared",
-                                        "mean_recorded_minus_derived"])
+                                        "mean_recorded_minus_derived", "sd_recorded_minus_derived",
+                                        "n_differ_over_5"])
     return frame.astype({"n_tests": "int64", "n_derived": "int64", "n_flagged": "int64", "n_compared": "Int64",
-                         "mean_recorded_minus_derived": "float64"})
+                         "mean_recorded_minus_derived": "float64", "sd_recorded_minus_derived": "float64",
+                         "n_differ_over_5": "Int64"})
+
+
+def _agreement_rows(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["measure", "year", "n_compared", "mean_recorded_minus_derived",
+                                        "n_differ_over_5"])
+    return frame.astype({"year": "int64", "n_compared": "int64", "mean_recorded_minus_derived": "float64",
+                         "n_differ_over_5": "int64"})
 
 
 def _dlco_units(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -193,21 +229,26 @@ def _dlco_units(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
-    """One warning per (measure, reason): how many tests were flagged, with example patients and dates."""
+    """One warning per (measure, reason): how many tests were flagged and why."""
     out = []
-    words = {"no_raw_value": "no raw value (the recorded % predicted is not used)", "no_dlco_unit": "no dlco_unit",
+    group_of = d.check_equation or d.equation
+    words = {"no_raw_value": "no raw value (the recorded % predicted is not used)",
+             "no_dlco_unit": "no dlco_unit",
              "non_positive_value": "raw value is 0 or negative", "no_sex": "patient has no sex",
              "no_birth_date": "patient has no birth_date", "no_height": "patient has no height_cm",
-             "no_ethnicity": f"patients.race_ethnicity maps to no {d.equation} group ([lung_function] ethnicity_map)",
+             "no_ethnicity": f"patients.race_ethnicity maps to no {group_of} group ([lung_function] ethnicity_map)",
              "height_outside_range": "height_cm outside 50-250 cm",
              "age_outside_range": "age at test outside the equation's range"}
+    if d.check_equation:
+        words["no_raw_value"] = "no raw value"
     for r in d.flags.itertuples(index=False):
-        eq = d.dlco_equation if r.measure == "dlco" else d.equation
-        ex = d.examples[(d.examples["measure"] == r.measure) & (d.examples["reason"] == r.reason)]
-        where = ", ".join(f"{e.patient_id} {e.test_date}" for e in ex.itertuples(index=False))
-        out.append(Problem("pft", None, MEASURES[r.measure][0], None,
-                           f"{r.n} test(s) not recomputed with {eq} and left without a value: {words[r.reason]} "
-                           f"(e.g. {where})", severity="warning"))
+        eq = d.dlco_equation if r.measure == "dlco" else (d.check_equation or d.equation)
+        what = ("not checked against {eq}, recorded % predicted kept, no z-score" if d.check_equation
+                else "not recomputed with {eq} and left without a value").format(eq=eq)
+        # no patient ids or dates: warnings go into results.json and the report (the reason is a condition on
+        # the user's own tables; the first tests are in the Python API's Cohort.lung_function.examples)
+        out.append(Problem("pft", None, MEASURES[r.measure][0], None, f"{r.n} test(s) {what}: {words[r.reason]}",
+                           severity="warning"))
     if d.n_hb_uncorrected:
         out.append(Problem("pft", None, "hemoglobin_g_dl", None,
                            f"{d.n_hb_uncorrected} DLCO test(s) without haemoglobin: predicted DLCO not "
@@ -216,10 +257,10 @@ def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
 
 
 def needs_derivation(protocol) -> bool:
-    """Whether the cohort must derive the pft table: an equation other than ``as_recorded``, or a derived outcome."""
+    """Whether the cohort must derive the pft table: an equation (reference or check), or a derived outcome."""
     from ildstudy.variables import DERIVED_PFT_COLUMNS, outcome_spec
 
-    return protocol.lung.needs_raw or any(outcome_spec(o.name).column in DERIVED_PFT_COLUMNS
+    return protocol.lung.equation is not None or any(outcome_spec(o.name).column in DERIVED_PFT_COLUMNS
                                           for o in protocol.outcomes)
 
 

@@ -89,6 +89,15 @@ def render_figures(result: StudyResult, folder: Path) -> list[RenderedFigure]:
             fig = figures_events.adverse_event_figure(result.adverse_events, colours, n_by_arm=result.arms)
             out.append(_save(fig, folder, "adverse_events", "Adverse events by arm and category",
                              figures_events.adverse_event_caption()))
+        lung = result.lung_function
+        if lung is not None and lung.zscore_trajectories is not None and lung.zscore_trajectories.fits:
+            from ildstudy.report import figures_lungfunction as fl
+
+            traj = lung.zscore_trajectories
+            fig = fl.zscore_figure(traj, colours, months=months, max_months=max_months)
+            out.append(_save(fig, folder, "zscore_trajectories", "Lung function z-scores",
+                             fl.zscore_caption(traj, lung.label("fvc", check=lung.checked),
+                                               lung.label("dlco", check=lung.checked), months)))
         each_arm = p.treatment_arm if len(p.compared_arms) == 1 else "each arm"  # the KM captions' compared arm
         if result.discontinuation is not None:
             fig = figures_events.km_figure(result.discontinuation, colours, n_by_arm=result.arms,

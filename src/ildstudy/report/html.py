@@ -96,7 +96,7 @@ def report_context(result: StudyResult, figures: list[RenderedFigure]) -> dict[s
         "flow": tables.flow(result),
         "arms": tables.arm_columns(result),
         "table1": tables.table1(result),
-        "lung_function": lungfunction_section.lung_function_context(result),
+        "lung_function": lungfunction_section.lung_function_context(result, by_name.get("zscore_trajectories")),
         "outcomes": outcomes,
         "headline_month": fmt_month(extract.headline_month(result)),
         "contrast": extract.contrast_label(result),

@@ -7,6 +7,8 @@ Validated here (pydantic, like :mod:`ildstudy.protocol`) so the protocol only ho
 True
 >>> LungFunctionSettings().needs_raw
 False
+>>> LungFunctionSettings(check_equation="gli_global_2022").equation
+'gli_global_2022'
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ class LungFunctionSettings(BaseModel):
     tests without Hb stay unadjusted and are counted). ``ethnicity_map``: ``patients.race_ethnicity`` text ->
     the equation's group (used by gli_2012, nhanes3 only, ignored otherwise; values already spelled as a group
     need no entry). ``hb_correction`` is ignored with ``as_recorded``.
+
+    ``check_equation`` (with ``as_recorded`` only; ignored when ``reference_equation`` recomputes, whose values
+    are compared with the recorded ones anyway): the recorded % predicted stay the study's values, and every
+    test is also recomputed with this equation (and ``dlco_equation``) to check them — agreement per measure
+    and per test year (a laboratory's change of equation shows as a step) — and to give the z-scores and FEV1
+    values a registry does not record (outcomes ``fvc_zscore``, ``fev1_pct_pred``, ...).
+    ``zscore_trajectories``: the report and results.json also show FVC and DLCO z-score trajectories per arm
+    (the outcomes' mixed model fitted to the z-scores); needs an equation (``reference_equation`` or
+    ``check_equation``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -42,22 +53,38 @@ class LungFunctionSettings(BaseModel):
     dlco_equation: Literal["gli_tlco_2017"] = "gli_tlco_2017"
     hb_correction: StrictBool = False
     ethnicity_map: dict[StrictStr, StrictStr] = {}
+    check_equation: Literal["gli_global_2022", "gli_2012", "nhanes3"] | None = None
+    zscore_trajectories: StrictBool = False
 
     @model_validator(mode="after")
     def _groups(self) -> "LungFunctionSettings":
         # ethnicity_map and hb_correction are not refused where unused (ignored: race-neutral equations, as
         # recorded), so a sensitivity analysis can switch reference_equation alone
-        groups = ETHNICITY_GROUPS.get(self.reference_equation)
+        groups = ETHNICITY_GROUPS.get(self.equation or "")
         bad = [f"{k!r} = {v!r}" for k, v in self.ethnicity_map.items() if groups and v not in groups]
         if bad:
-            raise ValueError(f"ethnicity_map: {', '.join(bad)}: not a group of {self.reference_equation}; "
+            raise ValueError(f"ethnicity_map: {', '.join(bad)}: not a group of {self.equation}; "
                              f"expected one of {', '.join(groups)}")
+        if self.zscore_trajectories and self.equation is None:
+            raise ValueError("zscore_trajectories needs z-scores: set reference_equation or check_equation "
+                             "(e.g. \"gli_global_2022\")")
         return self
 
     @property
     def needs_raw(self) -> bool:
         """Whether % predicted and z-scores are recomputed from raw values."""
         return self.reference_equation != "as_recorded"
+
+    @property
+    def checks(self) -> bool:
+        """Whether the recorded % predicted are kept and checked against ``check_equation``."""
+        return not self.needs_raw and self.check_equation is not None
+
+    @property
+    def equation(self) -> str | None:
+        """The spirometry equation tests are recomputed with: ``reference_equation`` when it recomputes, else
+        ``check_equation`` (None: nothing is recomputed)."""
+        return self.reference_equation if self.needs_raw else self.check_equation
 
     def ethnicity_group(self, text: str | None) -> str | None:
         """The equation's group for a ``race_ethnicity`` value (map first, then the group's own name, any
@@ -68,5 +95,5 @@ class LungFunctionSettings(BaseModel):
         t = str(text).strip().lower()
         if t in lowered:
             return lowered[t]
-        groups = ETHNICITY_GROUPS.get(self.reference_equation, ())
+        groups = ETHNICITY_GROUPS.get(self.equation or "", ())
         return t if t in groups else None
