@@ -126,17 +126,21 @@ def _log_choose(n: np.ndarray | int, k: np.ndarray | int) -> np.ndarray:
 
 
 def count_tables(table) -> int:
-    """Number of r×2 (or 2×c) tables with the margins of ``table``: the size of Fisher's enumeration."""
+    """Number of r×2 (or 2×c) tables with the margins of ``table``: the size of Fisher's enumeration (counts above
+    :data:`MAX_FISHER_TABLES` are reported as ``MAX_FISHER_TABLES + 1``)."""
     x = _rx2(table)
     rows = x.sum(axis=1)
     n1 = int(x[:, 0].sum())
+    # ways[j] = number of ways the rows so far put j counts in the first column; a row of size r adds 0..r:
+    # new[j] = ways[j - r] + ... + ways[j], a difference of running sums (O(n1) per row, not O(n1 * r)).
+    # Counts are capped just above MAX_FISHER_TABLES, which is all the callers ask, so floats stay exact.
+    cap = float(MAX_FISHER_TABLES + 1)
     ways = np.zeros(n1 + 1, dtype=float)
     ways[0] = 1.0
     for r in rows:
-        new = np.zeros_like(ways)
-        for k in range(int(min(r, n1)) + 1):
-            new[k:] += ways[: n1 + 1 - k]
-        ways = new
+        run = np.concatenate([[0.0], np.cumsum(ways)])
+        j = np.arange(n1 + 1)
+        ways = np.minimum(run[j + 1] - run[np.maximum(j - int(r), 0)], cap)
     return int(round(ways[n1]))
 
 

@@ -213,9 +213,11 @@ def _cohort_hash(cohort: Cohort) -> str:
     """A content hash of the analysis tables, for data read from a database."""
     import hashlib
 
+    from ildstudy.data.registry import update_content_hash
+
     h = hashlib.sha256()
     for frame in (cohort.patients, cohort.outcomes, cohort.adverse_events):
-        h.update(pd.util.hash_pandas_object(frame.astype(str), index=False).values.tobytes())
+        update_content_hash(h, frame)
     return h.hexdigest()
 
 

