@@ -11,6 +11,7 @@ from ildstudy.cohort import build_cohort
 from ildstudy.data import load_registry
 from ildstudy.protocol import builtin_protocol_text, parse_protocol
 from ildstudy.synth import write_registry
+from protocol_helpers import with_lung
 
 
 @pytest.mark.postgres
@@ -18,7 +19,7 @@ def test_postgresql_derivation_equals_duckdb(tmp_path, pg_schema):
     folder = tmp_path / "registry"
     write_registry(folder, n_patients=120, seed=11, fmt="csv")
     text = builtin_protocol_text("huapaya2019").replace('"fvc_pct_pred"', '"fvc_zscore"')
-    protocol = parse_protocol(text + '\n[lung_function]\nreference_equation = "gli_global_2022"\nhb_correction = true\n')
+    protocol = parse_protocol(with_lung(text, 'reference_equation = "gli_global_2022"\nhb_correction = true'))
     assert cli(["load", str(folder), "--db", pg_schema]) == 0
     local = build_cohort(load_registry(folder), protocol)
     remote = build_cohort(pg_schema, protocol)

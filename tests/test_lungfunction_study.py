@@ -5,7 +5,6 @@ methods, z-score outcomes fit, bad inputs are errors or flagged and counted."""
 from __future__ import annotations
 
 import json
-import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,16 +28,10 @@ from ildstudy.report.html import render_html
 from ildstudy.report.lungfunction_section import methods_sentence
 from ildstudy.report.text import methods_paragraphs
 from ildstudy.synth import generate_registry
+from protocol_helpers import with_lung
 
 GLI_2012_MAP = ('ethnicity_map = { "White" = "caucasian", "Black or African American" = "black", '
                 '"Asian" = "north_east_asian", "Hispanic or Latino" = "other", "Other" = "other" }')
-
-
-def with_lung(text: str, lung: str) -> str:
-    """Protocol text with its [lung_function] table replaced by ``lung``."""
-    text = re.sub(r"^\[lung_function\]\n(?:[^\[\n#].*\n)*", "", text, flags=re.M)
-    assert not re.search(r"^\[lung_function\]", text, flags=re.M)
-    return text + f"\n[lung_function]\n{lung}\n"
 
 
 def protocol_with(lung: str, text: str | None = None):
@@ -128,7 +121,8 @@ def test_z_score_outcome_fits_and_is_in_results_and_report(synth_registry):
     doc = json.loads(json.dumps(plain(result.results)))
     assert load_schema().validate_results(doc) == []
     block = doc["lung_function"]
-    assert block["equations"] == {"fvc": "gli_global_2022", "fev1": "gli_global_2022", "dlco": "gli_tlco_2017"}
+    assert block["equations"] == {"fvc": "gli_global_2022", "fev1": "gli_global_2022",
+                                  "fev1_fvc": "gli_global_2022", "dlco": "gli_tlco_2017"}
     assert block["outcomes"]["fvc_zscore"] == "z-score"
     fvc = next(m for m in block["measures"] if m["measure"] == "fvc")
     assert fvc["n_derived"] + fvc["n_flagged"] == fvc["n_tests"] and fvc["n_flagged"] > 0
@@ -294,7 +288,7 @@ def test_zscore_trajectories_are_in_results_report_and_methods(synth_registry):
     block = doc["lung_function"]
     assert block["equations"] == {"fvc": "as_recorded", "dlco": "as_recorded"}
     assert block["check_equations"] == {"fvc": "gli_global_2022", "fev1": "gli_global_2022",
-                                        "dlco": "gli_tlco_2017"}
+                                        "fev1_fvc": "gli_global_2022", "dlco": "gli_tlco_2017"}
     z = block["zscore_trajectories"]["outcomes"]
     assert z["fvc_zscore"]["available"] and z["dlco_zscore"]["available"]
     assert z["fvc_zscore"]["formula"].startswith("fvc_zscore ~ months * arm + female")
@@ -305,7 +299,7 @@ def test_zscore_trajectories_are_in_results_report_and_methods(synth_registry):
     methods = " ".join(methods_paragraphs(result))
     assert "as recorded by each centre" in methods and "GLI Global 2022" in methods and "z-score" in methods
     html = render_html(result, [])
-    assert "Recorded − recomputed % predicted by year of test" in html
+    assert "Recorded − recomputed, by year of test" in html
     assert "Adjusted differences in z-score between arms" in html
     assert "recorded % predicted is not used" not in " ".join(str(w) for w in result.warnings)
 
@@ -313,3 +307,35 @@ def test_zscore_trajectories_are_in_results_report_and_methods(synth_registry):
 def test_zscore_trajectories_need_an_equation():
     with pytest.raises(ProtocolError, match="zscore_trajectories needs z-scores"):
         protocol_with('reference_equation = "as_recorded"\nzscore_trajectories = true')
+
+
+def test_fev1_fvc_ratio_and_its_z_score():
+    pft, pts = _one_test()
+    age = (pd.Timestamp("2020-01-01") - pd.Timestamp("1960-01-01")).days / 365.25
+    out, d = derive_pft(pft, pts, LungFunctionSettings())               # as recorded: the ratio, no z-score
+    assert out["fev1_fvc"].iloc[0] == pytest.approx(0.8) and np.isnan(out["fev1_fvc_zscore"].iloc[0])
+    out, d = derive_pft(pft, pts, LungFunctionSettings(check_equation="gli_global_2022"))
+    ref = lf.predict("gli_global_2022", "fev1_fvc", "female", age, 165.0)
+    assert out["fev1_fvc_zscore"].iloc[0] == pytest.approx(float(lf.zscore(ref, 0.8)), rel=1e-12)
+    assert np.isnan(out["fvc_pct_pred"].iloc[0])                        # check mode keeps the recorded value
+    row = d.measures.set_index("measure").loc["fev1_fvc"]
+    assert row["n_tests"] == row["n_derived"] == 1
+    # an FEV1/FVC above 1.5 (e.g. litres and decilitres mixed) is flagged, never a silent NaN or an error
+    pft, pts = _one_test(fev1_l=24.0)
+    out, d = derive_pft(pft, pts, LungFunctionSettings(reference_equation="gli_global_2022"))
+    assert np.isnan(out["fev1_fvc_zscore"].iloc[0])
+    assert d.flags.set_index(["measure", "reason"])["n"][("fev1_fvc", "ratio_above_1_5")] == 1
+    assert any("fev1_l / fvc_l above 1.5" in str(w) for w in derivation_warnings(d))
+
+
+def test_fev1_fvc_outcomes_in_a_study(synth_registry):
+    text = builtin_protocol_text("huapaya2019").replace('"dlco_pct_pred"', '"fev1_fvc_zscore"')
+    p = protocol_with('reference_equation = "as_recorded"\ncheck_equation = "gli_global_2022"', text)
+    result = run_study(p, synth_registry)
+    z = result.outcomes["fev1_fvc_zscore"]
+    assert z.model["converged"] is True and z.marginal_means["estimate"].between(-4, 3).all()
+    with pytest.raises(ProtocolError, match="computed from raw values with a reference equation"):
+        protocol_with('reference_equation = "as_recorded"', text)
+    ratio = protocol_with('reference_equation = "as_recorded"',
+                          builtin_protocol_text("huapaya2019").replace('"dlco_pct_pred"', '"fev1_fvc"'))
+    assert ratio.outcomes[1].name == "fev1_fvc"                         # the ratio itself needs no equation

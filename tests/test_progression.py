@@ -225,7 +225,9 @@ def test_progression_settings_round_trip_and_cohort_outcomes():
     assert [e.key for e in p.progression.endpoints] == ["fvc_relative_10", "fvc_absolute_5", "dlco_relative_15"]
     assert p.progression.ppf and p.progression.ppf_window_months == 12
     # the cohort carries FVC in litres for the slope without it being a modelled [[outcomes]] entry
-    assert p.cohort_outcomes() == ("fvc_pct_pred", "dlco_pct_pred", "prednisone_mg", "fvc_l")
+    # the outcomes, then progression's FVC in litres, then the z-scores of [lung_function] zscore_trajectories
+    assert p.cohort_outcomes() == ("fvc_pct_pred", "dlco_pct_pred", "prednisone_mg", "fvc_l", "fvc_zscore",
+                                   "dlco_zscore")
     assert [o.name for o in p.outcomes] == ["fvc_pct_pred", "dlco_pct_pred", "prednisone_mg"]
 
 

@@ -131,9 +131,14 @@ def test_demo_study_is_the_same_on_spark_and_duckdb(spark, demo):
 
     protocol = load_protocol("huapaya2019")
     docs = [results_document(analyse_cohort(c, protocol, data_hash="same")) for c in (on_duckdb, on_spark)]
-    for section in ("arms", "attrition", "table1", "outcomes", "adverse_events", "discontinuation"):
+    # lung_function: the built-in protocol checks every PFT against GLI Global 2022 (derivation read from Spark,
+    # recomputed, stored back) and fits the z-score trajectories
+    for section in ("arms", "attrition", "table1", "outcomes", "adverse_events", "discontinuation",
+                    "progression", "lung_function"):
         assert section in docs[0], section
         assert_close(docs[0][section], docs[1][section], section)
+    assert docs[1]["lung_function"]["measures"][0]["n_derived"] > 1000
+    assert docs[1]["lung_function"]["zscore_trajectories"]["outcomes"]["fvc_zscore"]["available"]
 
 
 @pytest.mark.spark

@@ -94,7 +94,8 @@ class CovariateSpec:
 #: column -> whether it needs ``[lung_function] reference_equation`` other than ``as_recorded`` (``fvc_ml`` is
 #: ``fvc_l`` x 1000 and needs no equation).
 DERIVED_PFT_COLUMNS: dict[str, bool] = {"fvc_zscore": True, "fev1_pct_pred": True, "fev1_zscore": True,
-                                        "dlco_zscore": True, "fvc_ml": False}
+                                        "dlco_zscore": True, "fvc_ml": False, "fev1_fvc": False,
+                                        "fev1_fvc_zscore": True}
 
 _OUTCOMES: dict[str, OutcomeSpec] = {}
 _COVARIATES: dict[str, CovariateSpec] = {}
@@ -186,6 +187,8 @@ register_outcome(OutcomeSpec("fvc_ml", "FVC, mL", "pft", "fvc_ml", "mL"))
 register_outcome(OutcomeSpec("fev1_pct_pred", "FEV1 % predicted", "pft", "fev1_pct_pred", "% predicted"))
 register_outcome(OutcomeSpec("fev1_zscore", "FEV1 z-score", "pft", "fev1_zscore", "z-score"))
 register_outcome(OutcomeSpec("dlco_zscore", "DLCO z-score", "pft", "dlco_zscore", "z-score"))
+register_outcome(OutcomeSpec("fev1_fvc", "FEV1/FVC ratio", "pft", "fev1_fvc", "ratio"))
+register_outcome(OutcomeSpec("fev1_fvc_zscore", "FEV1/FVC z-score", "pft", "fev1_fvc_zscore", "z-score"))
 
 
 # --- the built-in covariates -----------------------------------------------------------------------------

@@ -117,11 +117,12 @@ def lung_function_result(derivation, protocol, zscore_trajectories=None) -> Lung
     lung = protocol.lung
     recomputed = lung.needs_raw
     equations = {"fvc": lung.reference_equation, "fev1": lung.reference_equation,
-                 "dlco": lung.dlco_equation if recomputed else "as_recorded"}
+                 "fev1_fvc": lung.reference_equation, "dlco": lung.dlco_equation if recomputed else "as_recorded"}
     if not recomputed:
         equations.pop("fev1")
-    checks = ({"fvc": lung.check_equation, "fev1": lung.check_equation, "dlco": lung.dlco_equation}
-              if lung.checks else {})
+        equations.pop("fev1_fvc")
+    checks = ({"fvc": lung.check_equation, "fev1": lung.check_equation, "fev1_fvc": lung.check_equation,
+               "dlco": lung.dlco_equation} if lung.checks else {})
     units = {o.name: outcome_spec(o.name).unit for o in protocol.outcomes if outcome_spec(o.name).source == "pft"}
     return LungFunctionResult(lung.model_dump(mode="json"), equations, derivation.measures, derivation.flags,
                               units, derivation.n_hb_uncorrected, checks, derivation.agreement,

@@ -38,16 +38,21 @@ from ildstudy.reference.lungfunction.settings import ETHNICITY_GROUPS, LungFunct
 RAW_COLUMNS = ("patient_id", "test_date", "fvc_pct_pred", "dlco_pct_pred", "fvc_l", "fev1_l", "dlco", "dlco_unit",
                "hemoglobin_g_dl")
 #: columns the derivation adds to the pft table (:data:`ildstudy.variables.DERIVED_PFT_COLUMNS`)
-DERIVED_COLUMNS = ("fvc_zscore", "fev1_pct_pred", "fev1_zscore", "dlco_zscore", "fvc_ml")
+DERIVED_COLUMNS = ("fvc_zscore", "fev1_pct_pred", "fev1_zscore", "dlco_zscore", "fvc_ml", "fev1_fvc",
+                   "fev1_fvc_zscore")
 #: dlco_unit (canonical spelling, data/schema.py) -> units of :func:`ildstudy.reference.lungfunction.predict`
 DLCO_UNITS = {"mL/min/mmHg": "traditional", "mmol/min/kPa": "si"}
-#: measure -> (raw column, recorded % column or None, % column written, z column written)
+#: measure -> (raw column, recorded % column or None, % column written or None, z column written); ``fev1_fvc``
+#: is the ratio ``fev1_l / fvc_l`` (computed under any setting, as ``fvc_ml``), given a z-score only
 MEASURES = {"fvc": ("fvc_l", "fvc_pct_pred", "fvc_pct_pred", "fvc_zscore"),
             "fev1": ("fev1_l", None, "fev1_pct_pred", "fev1_zscore"),
+            "fev1_fvc": ("fev1_fvc", None, None, "fev1_fvc_zscore"),
             "dlco": ("dlco", "dlco_pct_pred", "dlco_pct_pred", "dlco_zscore")}
 #: the reasons a test is flagged, in the order they are checked
-REASONS = ("no_raw_value", "no_dlco_unit", "non_positive_value", "no_sex", "no_birth_date", "no_height",
-           "no_ethnicity", "height_outside_range", "age_outside_range")
+REASONS = ("no_raw_value", "no_dlco_unit", "non_positive_value", "ratio_above_1_5", "no_sex", "no_birth_date",
+           "no_height", "no_ethnicity", "height_outside_range", "age_outside_range")
+#: an FEV1/FVC ratio above this is not a ratio of one person's manoeuvres (FEV1 cannot exceed FVC by half)
+MAX_RATIO = 1.5
 _EXAMPLES = 3
 #: a recorded and a recomputed % predicted further apart than this (points) are counted as disagreeing
 AGREEMENT_POINTS = 5.0
@@ -100,8 +105,12 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
         A ``dlco_unit`` that is neither mL/min/mmHg nor mmol/min/kPa (naming the pft column and value).
     """
     out = pft.reset_index(drop=True).copy()
-    out["fvc_ml"] = pd.to_numeric(out["fvc_l"]).astype(float) * 1000.0
-    for col in ("fvc_zscore", "fev1_pct_pred", "fev1_zscore", "dlco_zscore"):
+    fvc_l = pd.to_numeric(out["fvc_l"]).astype(float)
+    out["fvc_ml"] = fvc_l * 1000.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (pd.to_numeric(out["fev1_l"]).astype(float) / fvc_l).to_numpy()
+    out["fev1_fvc"] = np.where(np.isfinite(ratio) & (fvc_l.to_numpy() > 0), ratio, np.nan)
+    for col in ("fvc_zscore", "fev1_pct_pred", "fev1_zscore", "dlco_zscore", "fev1_fvc_zscore"):
         out[col] = np.nan
     empty = pd.DataFrame({"measure": pd.Series(dtype=object), "reason": pd.Series(dtype=object),
                           "n": pd.Series(dtype="int64")})
@@ -132,6 +141,8 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
         recorded = (pd.to_numeric(out[rec_col]).to_numpy(float) if rec_col else np.full(len(out), np.nan))
         is_test = ~np.isnan(raw) | ~np.isnan(recorded)
         reasons = {"no_raw_value": np.isnan(raw), "non_positive_value": ~np.isnan(raw) & (raw <= 0), **person}
+        if measure == "fev1_fvc":
+            reasons["ratio_above_1_5"] = ~np.isnan(raw) & (raw > MAX_RATIO)
         kw: dict = {}
         if measure == "dlco":
             units, no_unit = _dlco_units(out["dlco_unit"])
@@ -166,7 +177,7 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
                 extra = {k: v[idx] for k, v in kw.items()}
                 ref = lf.predict(eq, measure, sex_c[idx], age_c[idx], h_c[idx], **extra)
                 pct[idx], z[idx] = lf.percent_predicted(ref, raw[idx]), lf.zscore(ref, raw[idx])
-        if not (keep_recorded and rec_col):
+        if pct_col and not (keep_recorded and rec_col):
             out[pct_col] = pct
         out[z_col] = z
         both = ~np.isnan(recorded) & ok
@@ -238,6 +249,7 @@ def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
              "no_birth_date": "patient has no birth_date", "no_height": "patient has no height_cm",
              "no_ethnicity": f"patients.race_ethnicity maps to no {group_of} group ([lung_function] ethnicity_map)",
              "height_outside_range": "height_cm outside 50-250 cm",
+             "ratio_above_1_5": "fev1_l / fvc_l above 1.5 (values swapped or in other units?)",
              "age_outside_range": "age at test outside the equation's range"}
     if d.check_equation:
         words["no_raw_value"] = "no raw value"
@@ -247,7 +259,8 @@ def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
                 else "not recomputed with {eq} and left without a value").format(eq=eq)
         # no patient ids or dates: warnings go into results.json and the report (the reason is a condition on
         # the user's own tables; the first tests are in the Python API's Cohort.lung_function.examples)
-        out.append(Problem("pft", None, MEASURES[r.measure][0], None, f"{r.n} test(s) {what}: {words[r.reason]}",
+        column = "fev1_l" if r.measure == "fev1_fvc" else MEASURES[r.measure][0]
+        out.append(Problem("pft", None, column, None, f"{r.n} test(s) {what}: {words[r.reason]}",
                            severity="warning"))
     if d.n_hb_uncorrected:
         out.append(Problem("pft", None, "hemoglobin_g_dl", None,

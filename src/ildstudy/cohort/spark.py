@@ -147,7 +147,18 @@ class Spark(Backend):
         frame = self.session.sql(self.ibis.compile(expr)).localCheckpoint(eager=True)
         frame.createOrReplaceTempView(name)
         self._frames[name] = frame
+        self._release_memtables(expr)
         return self.ibis.table(name)
+
+    def _release_memtables(self, expr) -> None:
+        """Drop the views Ibis registered for the in-memory tables of ``expr`` (the derived pft table): the
+        checkpoint holds the data now, and a caller's session must not keep ``ibis_pandas_memtable_*`` views.
+        Ibis's own finalizer for PySpark does nothing, so they would stay until the session ends."""
+        import ibis.expr.operations as ops
+
+        for op in expr.op().find(ops.InMemoryTable):
+            self.session.catalog.dropTempView(op.name)
+            self.ibis._memtables.discard(op)  # so that a later use registers it again
 
     def drop(self, name: str) -> None:
         self.session.catalog.dropTempView(name)

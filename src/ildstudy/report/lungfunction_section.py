@@ -14,13 +14,14 @@ from typing import Any
 from ildstudy.analysis.result import StudyResult
 from ildstudy.report.formatting import fmt_ci, fmt_int, fmt_month, fmt_num, format_p, is_missing
 
-MEASURE_LABELS = {"fvc": "FVC", "fev1": "FEV1", "dlco": "DLCO"}
+MEASURE_LABELS = {"fvc": "FVC", "fev1": "FEV1", "fev1_fvc": "FEV1/FVC", "dlco": "DLCO"}
 ZSCORE_LABELS = {"fvc_zscore": "FVC z-score", "dlco_zscore": "DLCO z-score"}
 REASON_LABELS = {
     "no_raw_value": "no raw value (recorded % predicted not used)", "no_dlco_unit": "DLCO without a unit",
     "non_positive_value": "raw value 0 or negative", "no_sex": "sex missing", "no_birth_date": "birth date missing",
     "no_height": "height missing", "no_ethnicity": "no ethnicity group for the equation",
     "height_outside_range": "height outside 50–250 cm", "age_outside_range": "age outside the equation’s range",
+    "ratio_above_1_5": "FEV1/FVC above 1.5",
 }
 
 

@@ -29,6 +29,8 @@ OUTCOME_UNITS: dict[str, str] = {
     "fev1_zscore": "z",
     "dlco_zscore": "z",
     "fvc_ml": "mL",
+    "fev1_fvc": "",
+    "fev1_fvc_zscore": "z",
 }
 
 #: Fixed salt so that matplotlib's SVG ids, and hence the files, are identical on rerun.
