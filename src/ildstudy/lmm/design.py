@@ -170,12 +170,15 @@ def build_design(
         if name not in used and name not in factor_calls:
             raise ModelError(f"factor_levels names {name!r}, which the formula does not use")
 
-    frame = data[used]
-    keep = frame.notna().all(axis=1).to_numpy()
+    # column by column: data[used] and frame.loc[keep] would copy every column twice (0.2 s at 550,000 rows)
+    frame = {c: data[c] for c in used}
+    keep = np.logical_and.reduce([col.notna().to_numpy() for col in frame.values()])
     n_dropped = int((~keep).sum())
+    index = data.index
     if n_dropped:
-        frame = frame.loc[keep]
-    if len(frame) == 0:
+        frame = {c: col[keep] for c, col in frame.items()}
+        index = index[keep]
+    if not keep.any():
         raise ModelError("no rows left after dropping rows with missing values in the model's columns")
 
     y = _response(frame[formula.response], formula.response)
@@ -195,7 +198,7 @@ def build_design(
         encoded = _as_factor(frame[source], model_name, levels, drop_unused=True)
         factors[model_name], sources[model_name] = tuple(encoded.categories), source
         columns[model_name] = encoded
-    model_frame = pd.DataFrame(columns, index=frame.index)
+    model_frame = pd.DataFrame(columns, index=index, copy=False)
 
     for call in time_calls:
         if call.variable in factors:
