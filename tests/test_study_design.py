@@ -252,10 +252,23 @@ def test_model_only_variants_reuse_the_primary_cohort(registry, monkeypatch):
         conns.add(id(source))
         return real(source, protocol)
 
+    import ildstudy.cohort.lungfunction as lung_mod
+
+    derived = []
+    real_derive = lung_mod.derive_pft
+
+    def counting_derive(pft, patients, settings):
+        derived.append(settings.model_dump_json())
+        return real_derive(pft, patients, settings)
+
     monkeypatch.setattr(study_mod, "build_cohort", counting)
+    monkeypatch.setattr(lung_mod, "derive_pft", counting_derive)
     result = ildstudy.run_study(p, registry)
     assert len(built) == 1 + len(p.sensitivity) - len(same)
     assert len(conns) == 1
+    # the pft table is derived once per [lung_function] setting in a row (the connection's memo): the check of the
+    # primary and the cohort-changing variants, then gli_global_2022 (the last variant that builds a cohort)
+    assert len(derived) == 2 and derived[0] != derived[1]
     rows = result.sensitivity.analyses.set_index("analysis")
     assert (rows.loc[["natural_spline_time", "baseline_lung_function"], "status"] == "run").all()
 

@@ -14,7 +14,7 @@ PostgreSQL or a DuckDB path) and :data:`ENGINES` (Ibis backend name -> class).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ildstudy.cohort.backends import Backend, DuckDB, PostgreSQL
@@ -75,8 +75,13 @@ class Connection:
     owned: bool
     name: str
     engine: Backend | None = None
+    #: results a run computes once per connection and reuses across the cohorts it builds on it (the derived
+    #: pft table of :func:`ildstudy.cohort.lungfunction.derived_sources`); cleared by :meth:`close`
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def close(self) -> None:
+        if self.engine is not None or self.owned:  # a borrowed view of a caller's connection keeps its memo
+            self.memo.clear()
         if self.engine is not None:
             self.engine.close()
         elif self.owned:
@@ -102,7 +107,8 @@ def connect(source) -> Connection:
         The database cannot be reached or opened, or the source is not understood.
     """
     if isinstance(source, Connection):
-        return Connection(source.backend, False, source.name)  # the caller's: left open
+        # the caller's: left open (no engine to close), sharing its memo
+        return Connection(source.backend, False, source.name, memo=source.memo)
     engine = open_backend(source)
     return Connection(engine.ibis, engine.owned, engine.label, engine)
 

@@ -135,7 +135,7 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
     warnings = list(src.drug_name_problems(con))
     # Intermediate results stay in the database as temporary tables.
     src = replace(src, medications=temp.store(src.medications, "medications"))
-    src, lung = derived_sources(con, src, protocol, temp.store)
+    src, lung = derived_sources(con, src, protocol, temp.store, memo=conn.memo)
     if lung is not None:
         warnings += derivation_warnings(lung)
     status_expr = temp.store(patient_status(src, protocol, keep=temp.store), "status")
