@@ -118,13 +118,21 @@ def run_study(protocol: Protocol | str | Path, data: Registry | str | Path | Non
 
         def variant(p: Protocol) -> StudyResult:  # the sensitivity summary reads arms, outcomes, adverse events only
             same = p.cohort_key() == key  # a model-only variant (spline time, more covariates): the same cohort
-            return analyse_cohort(cohort if same else build_cohort(conn, p), p, data_hash=data_hash,
-                                  sections="sensitivity")
+            return analyse_cohort(cohort if same else build_cohort(conn, _summary_cohort_protocol(p)), p,
+                                  data_hash=data_hash, sections="sensitivity")
 
         sensitivity = run_sensitivity(main, variant, on_step=step)
     finally:
         conn.close()
     return main if sensitivity is None else dataclasses.replace(main, sensitivity=sensitivity)
+
+
+def _summary_cohort_protocol(p: Protocol) -> Protocol:
+    """``p`` for a sensitivity analysis's cohort: without the z-score outcomes of ``[lung_function]
+    zscore_trajectories``, which its summary does not read (a million extra outcome rows at 100,000 patients)."""
+    if p.lung_function is None or not p.lung_function.zscore_trajectories:
+        return p
+    return p.model_copy(update={"lung_function": p.lung_function.model_copy(update={"zscore_trajectories": False})})
 
 
 def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,

@@ -123,9 +123,9 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
     test = pd.to_datetime(out["test_date"])
     age = ((test - pd.to_datetime(who["birth_date"])).dt.days / 365.25).to_numpy(float)
     height = pd.to_numeric(who["height_cm"]).to_numpy(float)
-    sex = who["sex"].astype(object).where(who["sex"].notna(), None).to_numpy(object)
-    person = {"no_sex": pd.isna(who["sex"]).to_numpy() | ~np.isin(np.char.lower(sex.astype(str)),
-                                                                  ["f", "m", "female", "male"]),
+    sexes = {"f": "female", "female": "female", "m": "male", "male": "male"}
+    sex = _map_unique(who["sex"], lambda v: sexes.get(str(v).strip().lower()))
+    person = {"no_sex": pd.isna(sex),
               "no_birth_date": np.isnan(age), "no_height": np.isnan(height),
               "height_outside_range": ~np.isnan(height) & ((height < lf.HEIGHT_RANGE_CM[0])
                                                             | (height > lf.HEIGHT_RANGE_CM[1]))}
@@ -149,18 +149,17 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
             reasons["no_dlco_unit"] = ~np.isnan(raw) & no_unit
         groups = ETHNICITY_GROUPS.get(eq)
         if groups:
-            eth = np.array([settings.ethnicity_group(v) for v in
-                            who["race_ethnicity"].astype(object).where(who["race_ethnicity"].notna(), None)],
-                           dtype=object)
+            eth = _map_unique(who["race_ethnicity"], settings.ethnicity_group)
             reasons["no_ethnicity"] = pd.isna(eth)
             kw["ethnicity"] = np.where(pd.isna(eth), groups[0], eth)
         lo, hi = lf.EQUATIONS[eq].AGE_RANGE
         reasons["age_outside_range"] = ~np.isnan(age) & ((age < lo) | (age > hi))
-        reason = np.full(len(out), None, dtype=object)
-        for r in REASONS:
+        # the first reason that applies, as a code (0 = none; i + 1 = REASONS[i])
+        reason = np.zeros(len(out), dtype=np.int8)
+        for i, r in enumerate(REASONS):
             if r in reasons:
-                reason = np.where((reason == None) & is_test & reasons[r], r, reason)  # noqa: E711
-        ok = is_test & (reason == None)  # noqa: E711
+                reason[(reason == 0) & is_test & reasons[r]] = i + 1
+        ok = is_test & (reason == 0)
         pct, z = np.full(len(out), np.nan), np.full(len(out), np.nan)
         if ok.any():
             idx = np.flatnonzero(ok)
@@ -195,8 +194,8 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
                 agreement.append({"measure": measure, "year": int(year), "n_compared": len(dy),
                                   "mean_recorded_minus_derived": float(dy.mean()),
                                   "n_differ_over_5": int((np.abs(dy) > AGREEMENT_POINTS).sum())})
-        for r in REASONS:
-            hit = np.flatnonzero(reason == r)
+        for i, r in enumerate(REASONS):
+            hit = np.flatnonzero(reason == i + 1)
             if len(hit):
                 flags.append({"measure": measure, "reason": r, "n": len(hit)})
                 examples += [{"measure": measure, "reason": r, "patient_id": str(out["patient_id"].iloc[i]),
@@ -231,12 +230,20 @@ def _dlco_units(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     one (a database's pft table is not validated by the loader)."""
     lookup = {k.lower(): v for k, v in DLCO_UNITS.items()}
     text = column.astype(object).where(column.notna(), None)
-    units = np.array([None if t is None else lookup.get(str(t).strip().lower(), "?") for t in text], dtype=object)
+    units = _map_unique(column, lambda t: lookup.get(str(t).strip().lower(), "?"))
     bad = np.flatnonzero(units == "?")
     if len(bad):
         raise DataError([Problem("pft", None, "dlco_unit", str(text.iloc[i]),
                                  f"unknown DLCO unit; expected one of {', '.join(DLCO_UNITS)}") for i in bad[:10]])
     return units, pd.isna(units)
+
+
+def _map_unique(values: pd.Series, func) -> np.ndarray:
+    """``func`` of each non-missing value (None where missing), computed once per distinct value: the pft table
+    has a million rows and a handful of sexes, units and ethnicity labels."""
+    codes, uniques = pd.factorize(values)
+    mapped = np.array([func(u) for u in uniques] + [None], dtype=object)
+    return mapped[codes]  # code -1 (missing) takes the last entry, None
 
 
 def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
@@ -291,7 +298,7 @@ def derived_sources(con, src, protocol, store, memo: dict | None = None):
 
     if not needs_derivation(protocol):
         return src, None
-    key = ("derived_pft", protocol.lung.model_dump_json())
+    key = ("derived_pft", protocol.lung.model_dump_json(exclude={"zscore_trajectories"}))  # what derive_pft reads
     schema = {**{c: t for c, t in src.pft.schema().items()}, **{c: "float64" for c in DERIVED_COLUMNS}}
     if memo is not None and key in memo:
         frame, derivation = memo[key]
