@@ -307,7 +307,7 @@ def derived_sources(con, src, protocol, store, memo: dict | None = None):
         patients = con.execute(src.patients.select("patient_id", "sex", "birth_date", "height_cm",
                                                    "race_ethnicity"))
         frame, derivation = derive_pft(pft, patients, protocol.lung)
-        frame["test_date"] = pd.to_datetime(frame["test_date"]).dt.date
+        frame["test_date"] = pd.to_datetime(frame["test_date"]).dt.normalize()  # typed date by the schema
         for c, t in schema.items():
             if t == "float64" or str(t).startswith("float"):
                 frame[c] = frame[c].astype("float64")
