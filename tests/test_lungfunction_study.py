@@ -5,6 +5,7 @@ methods, z-score outcomes fit, bad inputs are errors or flagged and counted."""
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -192,7 +193,8 @@ def test_bad_inputs_are_flagged_and_counted_never_silently_missing(change, patie
     row = d.measures.set_index("measure").loc[measure]
     assert row["n_flagged"] == 1 and row["n_derived"] == 0
     warnings = [str(w) for w in derivation_warnings(d)]
-    assert any("1 test(s)" in w for w in warnings)
+    label = measure.upper().replace("_", "/")
+    assert any(re.search(rf"\b1 {re.escape(label)}\b.* test\(s\)", w) for w in warnings), warnings
     assert not any("P1" in w or "2020-01-01" in w for w in warnings)  # warnings reach the shared outputs
     ex = d.examples[(d.examples["measure"] == measure) & (d.examples["reason"] == reason)]
     assert ex[["patient_id", "test_date"]].values.tolist() == [["P1", "2020-01-01"]]  # the API has them

@@ -247,7 +247,8 @@ def _map_unique(values: pd.Series, func) -> np.ndarray:
 
 
 def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
-    """One warning per (measure, reason): how many tests were flagged and why."""
+    """One warning per reason: how many tests of each measure were flagged, and why (a patient without height
+    flags all four measures of every test: one line, not four)."""
     out = []
     group_of = d.check_equation or d.equation
     words = {"no_raw_value": "no raw value (the recorded % predicted is not used)",
@@ -260,14 +261,24 @@ def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
              "age_outside_range": "age at test outside the equation's range"}
     if d.check_equation:
         words["no_raw_value"] = "no raw value"
+    labels = {"fvc": "FVC", "fev1": "FEV1", "fev1_fvc": "FEV1/FVC", "dlco": "DLCO"}
+    by_reason: dict[str, list] = {}
     for r in d.flags.itertuples(index=False):
-        eq = d.dlco_equation if r.measure == "dlco" else (d.check_equation or d.equation)
-        what = ("not checked against {eq}, recorded % predicted kept, no z-score" if d.check_equation
-                else "not recomputed with {eq} and left without a value").format(eq=eq)
+        by_reason.setdefault(r.reason, []).append((r.measure, int(r.n)))
+    for reason, items in by_reason.items():
+        equations = dict.fromkeys(d.dlco_equation if m == "dlco" else group_of for m, _ in items)
+        eq = " / ".join(equations)
+        what = (f"not checked against {eq} (recorded % predicted kept, no z-score)" if d.check_equation
+                else f"not recomputed with {eq} and left without a value")
+        counts = ", ".join(f"{n} {labels[m]}" for m, n in items)
+        # the raw column for a value's problem; none for the patient's (the reason names the patients column)
+        person = reason in ("no_sex", "no_birth_date", "no_height", "no_ethnicity", "height_outside_range",
+                            "age_outside_range")
+        column = None if person else ", ".join(dict.fromkeys(
+            "fev1_l" if m == "fev1_fvc" else MEASURES[m][0] for m, _ in items))
         # no patient ids or dates: warnings go into results.json and the report (the reason is a condition on
         # the user's own tables; the first tests are in the Python API's Cohort.lung_function.examples)
-        column = "fev1_l" if r.measure == "fev1_fvc" else MEASURES[r.measure][0]
-        out.append(Problem("pft", None, column, None, f"{r.n} test(s) {what}: {words[r.reason]}",
+        out.append(Problem("pft", None, column, None, f"{counts} test(s) {what}: {words[reason]}",
                            severity="warning"))
     if d.n_hb_uncorrected:
         out.append(Problem("pft", None, "hemoglobin_g_dl", None,
