@@ -2,6 +2,12 @@
 
     python benchmarks/study/run.py --sizes 100k 1M             # synth once per size (cached), then one run each
     python benchmarks/study/run.py --sizes 100k --profile      # also write a cProfile of the run (out/*.prof)
+    python benchmarks/study/run.py --sizes 100k --lme4         # and, in the same run, `ildstudy lmm` vs lme4
+
+With ``--lme4`` each size is followed, in the same invocation, by the LMM start-up comparison of
+``benchmarks/lmm/run.py`` (its ``run_one``: the whole ``ildstudy lmm DATA.csv`` process against ``Rscript
+lme4_fit.R DATA.csv``, each under ``/usr/bin/time -v``, on ``benchmarks/lmm/make_data.py``'s data of that size),
+so the stage table and the lme4 ratio come from one run (issue 13's acceptance).
 
 For each size the registry is written once by `ildstudy synth --patients N --format parquet` into
 ``--cache`` (default /tmp/ildstudy-study-bench; reused when its truth.json says N patients). The study then
@@ -120,6 +126,30 @@ def run_size(n: int, cache: Path, profile: bool) -> dict:
     return rec
 
 
+def lmm_versus_lme4(n: int) -> dict:
+    """``ildstudy lmm`` and lme4 on the LMM benchmark's data of ``n`` patients (written when missing)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lmm_benchmark", HERE.parent / "lmm" / "run.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = bench.DATA / f"ild_{bench.label(n)}.csv"
+    if not data.exists():
+        subprocess.run([sys.executable, str(HERE.parent / "lmm" / "make_data.py"), "--sizes", str(n)], check=True,
+                       env=_env())
+    out = {}
+    for tool in ("ildstudy", "lme4"):
+        rec = bench.run_one(tool, data, timeout=1800)
+        res = rec.get("result") or {}
+        out[tool] = {"status": rec.get("status"), "wall_s": rec.get("wall_s"), "cpu_s": rec.get("cpu_s"),
+                     "peak_rss_mb": rec.get("peak_rss_mb"), "converged": res.get("converged"),
+                     "reml_criterion": res.get("reml_criterion", res.get("criterion"))}
+        print(f"    lmm {tool}: {out[tool]}", file=sys.stderr, flush=True)
+    if out["ildstudy"].get("wall_s") and out["lme4"].get("wall_s"):
+        out["lme4_over_ildstudy"] = round(out["lme4"]["wall_s"] / out["ildstudy"]["wall_s"], 2)
+    return out
+
+
 def markdown(records: list[dict], info: dict, commit: str) -> str:
     """The stage table for docs/benchmarks.md: one column per size."""
     ok = [r for r in records if r.get("returncode") == 0]
@@ -148,6 +178,12 @@ def markdown(records: list[dict], info: dict, commit: str) -> str:
         lines.append(f"- {r['patients']:,} patients (cohort {r['cohort']}): {met}memory < {GOAL_GB:.0f} GB "
                      f"{'met' if r['peak_rss_gb'] < GOAL_GB else 'NOT met'}; load average before "
                      f"{r['loadavg_before']} after {r['loadavg_after']}.")
+        lm = r.get("lmm_vs_lme4")
+        if lm:
+            i, l4 = lm["ildstudy"], lm["lme4"]
+            lines.append(f"  - same run, LMM start-up (`ildstudy lmm` vs lme4, whole processes): ildstudy "
+                         f"{i.get('wall_s')} s, lme4 {l4.get('wall_s')} s (converged: {l4.get('converged')}); "
+                         f"lme4 / ildstudy = {lm.get('lme4_over_ildstudy')} (goal >= 10).")
     return "\n".join(lines) + "\n"
 
 
@@ -157,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "ildstudy-study-bench")
     ap.add_argument("--profile", action="store_true", help="write a cProfile of each run to benchmarks/study/out/")
     ap.add_argument("--json", type=Path, default=HERE / "out" / "results.json")
+    ap.add_argument("--lme4", action="store_true", help="also time `ildstudy lmm` against lme4 at each size")
     ap.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -170,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for size in args.sizes:
         rec = run_size(SIZES[size], args.cache, args.profile)
+        if args.lme4 and rec.get("returncode") == 0:
+            rec["lmm_vs_lme4"] = lmm_versus_lme4(SIZES[size])
         records.append(rec)
         print(f"{size}: exit {rec['returncode']}, {rec['process_wall_s']} s, load {rec['loadavg_before'][0]} -> "
               f"{rec['loadavg_after'][0]}", file=sys.stderr)
