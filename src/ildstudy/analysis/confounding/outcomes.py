@@ -110,13 +110,14 @@ def weighted_km(time: np.ndarray, event: np.ndarray, w: np.ndarray, months) -> n
     keep = w > 0
     time, event, w = time[keep], event[keep], w[keep]
     ev_times = np.unique(time[event])
-    surv = np.ones(len(ev_times))
-    s = 1.0
-    for j, tj in enumerate(ev_times):
-        at_risk = w[time >= tj].sum()
-        d = w[(time == tj) & event].sum()
-        s *= 1 - d / at_risk
-        surv[j] = s
+    # at risk at t_j: the weights of time >= t_j, a running sum from the end of the time-sorted rows (one pass, not
+    # one pass per event time: that was O(n x event times), 1.3 s at 100,000 patients and 4x that at 300,000)
+    order = np.argsort(time, kind="stable")
+    t_sorted, w_sorted = time[order], w[order]
+    tail = np.concatenate([np.cumsum(w_sorted[::-1])[::-1], [0.0]])
+    at_risk = tail[np.searchsorted(t_sorted, ev_times, side="left")]
+    deaths = np.bincount(np.searchsorted(ev_times, time[event]), weights=w[event], minlength=len(ev_times))
+    surv = np.cumprod(1 - deaths / at_risk)
     out = []
     for m in months:
         i = np.searchsorted(ev_times, float(m), side="right") - 1

@@ -145,7 +145,8 @@ OUTCOME_COLUMNS = ["design", "outcome", "month", "contrast", "estimate", "se", "
 
 
 def _outcome_frame(pts, outcomes, outcome, protocol) -> tuple:
-    """The outcome's model rows (complete cases) and each row's patient position; the same for every design."""
+    """The outcome's model rows (complete cases), each row's patient position, and each patient's first value (by
+    months; the SD of the E-value); the same for every design."""
     formula = parse_formula(outcome_formula(outcome, protocol))
     data = model_frame(pts, outcomes, outcome.name)
     months = [float(m) for m in protocol.analysis.contrast_months]
@@ -159,23 +160,31 @@ def _outcome_frame(pts, outcomes, outcome, protocol) -> tuple:
     needed = [c for c in used if c in formula.fixed or c in (outcome.name, "months")]
     data = data.dropna(subset=needed).reset_index(drop=True)
     idx = data["patient"].astype(str).map(position).to_numpy()
-    return formula, data, idx, levels
+    first = data.sort_values("months", kind="stable").groupby("patient")[outcome.name].first()
+    return formula, data, idx, levels, first, {}
 
 
 def _trajectory(frame, outcome, protocol, w, cluster, design) -> list[dict]:
     """The outcome's fixed-effects model weighted by ``w``, its arm differences at the contrast months."""
     treated_arm, ref = protocol.treatment_arm, protocol.reference_arm
-    formula, data, idx, levels = frame
+    formula, data, idx, levels, first, designs = frame
     months = [float(m) for m in protocol.analysis.contrast_months]
     wi = w[idx]
-    data = data.loc[wi > 0].reset_index(drop=True)
-    idx, wi = idx[wi > 0], wi[wi > 0]
-    if data.empty:
-        raise ModelError("no measurements with positive weight")
-    d = build_design(formula, data, factor_levels=levels)
+    positive = wi > 0
+    if positive.all():  # weighting designs keep every row: one design matrix serves them all
+        if "all rows" not in designs:
+            designs["all rows"] = build_design(formula, data, factor_levels=levels)
+        d = designs["all rows"]
+    else:
+        data = data.loc[positive].reset_index(drop=True)
+        idx, wi = idx[positive], wi[positive]
+        if data.empty:
+            raise ModelError("no measurements with positive weight")
+        d = build_design(formula, data, factor_levels=levels)
     fit = weighted_ls(d.X, d.y, wi, cluster[idx], d.fixed_names)
-    first = data.sort_values("months", kind="stable").groupby("patient")[outcome.name].first()
-    sd = float(first.std(ddof=1))
+    # a design keeps or drops whole patients, so their first values are those of all rows (sorted by patient as
+    # the groupby of the kept rows would give them: the same SD to the last digit)
+    sd = float(first[first.index.isin(data["patient"].unique())].std(ddof=1))
     rows = []
     for m in months:
         grid = data.iloc[[0, 0]].copy()
