@@ -20,13 +20,13 @@ from ildstudy.analysis.cohort_checks import check_cohort_size
 from ildstudy.analysis.confounding.study import CONFOUNDING_SKIPPED, confounding_notice, study_confounding
 from ildstudy.analysis.discontinuation import discontinuation
 from ildstudy.analysis.lung_function import lung_function_result
-from ildstudy.analysis.zscore_trajectories import zscore_trajectories
 from ildstudy.analysis.progression_study import study_progression
 from ildstudy.analysis.result import OutcomeResult, StudyResult
 from ildstudy.analysis.safety import study_safety
 from ildstudy.analysis.sensitivity import run_sensitivity
 from ildstudy.analysis.table1 import Variable, table1
 from ildstudy.analysis.trajectories import fit_outcome, model_frame
+from ildstudy.analysis.zscore_trajectories import zscore_trajectories
 from ildstudy.cohort import Cohort, build_cohort, connect
 from ildstudy.data import Registry, load_registry
 from ildstudy.errors import ModelError

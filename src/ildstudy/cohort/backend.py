@@ -76,7 +76,8 @@ class Connection:
     name: str
     engine: Backend | None = None
     #: results a run computes once per connection and reuses across the cohorts it builds on it (the derived
-    #: pft table of :func:`ildstudy.cohort.lungfunction.derived_sources`); cleared by :meth:`close`
+    #: pft table of :func:`ildstudy.cohort.lungfunction.derived_sources`); cleared by :meth:`close`. It assumes
+    #: the registry tables do not change while the connection is open (true of a run).
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def close(self) -> None:
