@@ -57,7 +57,7 @@ class LungFunctionResult:
     outcomes: dict[str, str]
     n_hb_uncorrected: int = 0
     check_equations: dict[str, str] = field(default_factory=dict)
-    agreement: pd.DataFrame | None = None
+    agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
     zscore_trajectories: Any = None
 
     @property
@@ -88,20 +88,14 @@ class LungFunctionResult:
                 "check_equations": dict(self.check_equations), "citations": self.citations(),
                 "outcomes": dict(self.outcomes), "measures": frame_records(self.measures),
                 "flags": frame_records(self.flags), "n_hb_uncorrected": int(self.n_hb_uncorrected),
-                "agreement": frame_records(self._agreement()),
+                "agreement": frame_records(self.agreement),
                 "zscore_trajectories": None if traj is None else traj.to_dict()}
-
-    def _agreement(self) -> pd.DataFrame:
-        if self.agreement is not None:
-            return self.agreement
-        return pd.DataFrame(columns=["measure", "year", "n_compared", "mean_recorded_minus_derived",
-                                     "n_differ_over_5"])
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """``lung_function_measures``, ``lung_function_flags``, ``lung_function_agreement`` (and the z-score
         trajectories' tables)."""
         out = {"lung_function_measures": self.measures, "lung_function_flags": self.flags,
-               "lung_function_agreement": self._agreement()}
+               "lung_function_agreement": self.agreement}
         if self.zscore_trajectories is not None:
             out.update(self.zscore_trajectories.tables())
         return out
@@ -115,14 +109,14 @@ def lung_function_result(derivation, protocol, zscore_trajectories=None) -> Lung
     if derivation is None:
         return None
     lung = protocol.lung
-    recomputed = lung.needs_raw
-    equations = {"fvc": lung.reference_equation, "fev1": lung.reference_equation,
-                 "fev1_fvc": lung.reference_equation, "dlco": lung.dlco_equation if recomputed else "as_recorded"}
-    if not recomputed:
-        equations.pop("fev1")
-        equations.pop("fev1_fvc")
-    checks = ({"fvc": lung.check_equation, "fev1": lung.check_equation, "fev1_fvc": lung.check_equation,
-               "dlco": lung.dlco_equation} if lung.checks else {})
+
+    def per_measure(spirometry: str, dlco: str) -> dict[str, str]:
+        return {"fvc": spirometry, "fev1": spirometry, "fev1_fvc": spirometry, "dlco": dlco}
+
+    # as recorded, only FVC and DLCO have a (recorded) % predicted
+    equations = (per_measure(lung.reference_equation, lung.dlco_equation) if lung.needs_raw
+                 else {"fvc": "as_recorded", "dlco": "as_recorded"})
+    checks = per_measure(lung.check_equation, lung.dlco_equation) if lung.checks else {}
     units = {o.name: outcome_spec(o.name).unit for o in protocol.outcomes if outcome_spec(o.name).source == "pft"}
     return LungFunctionResult(lung.model_dump(mode="json"), equations, derivation.measures, derivation.flags,
                               units, derivation.n_hb_uncorrected, checks, derivation.agreement,

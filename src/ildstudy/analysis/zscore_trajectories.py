@@ -75,11 +75,9 @@ def zscore_trajectories(patients: pd.DataFrame, outcomes: pd.DataFrame, protocol
     by_name = {o.name: o for o in protocol.outcomes}
     result = ZscoreTrajectories(lung.equation, lung.dlco_equation)
     for name, pct in ZSCORE_OUTCOMES.items():
-        like = by_name.get(pct)
-        outcome = Outcome(name=name, source="pft",
-                          time_model=like.time_model if like else "linear",
-                          random_effects=like.random_effects if like else "intercept_slope",
-                          knots=like.knots if like else (), boundary_knots=like.boundary_knots if like else None)
+        like = by_name.get(pct)  # its model settings (time model, knots, random effects), under the z-score's name
+        outcome = (like.model_copy(update={"name": name, "label": ""}) if like
+                   else Outcome(name=name, source="pft"))
         frame = model_frame(patients, outcomes, name)
         if frame[name].notna().sum() == 0:
             result.not_fitted[name] = "no z-scores in the cohort's PFTs (no raw values, or none recomputable)"

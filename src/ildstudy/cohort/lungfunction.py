@@ -25,7 +25,7 @@ registry's pft table (every test of every patient). An unknown ``dlco_unit`` is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -48,9 +48,14 @@ MEASURES = {"fvc": ("fvc_l", "fvc_pct_pred", "fvc_pct_pred", "fvc_zscore"),
             "fev1": ("fev1_l", None, "fev1_pct_pred", "fev1_zscore"),
             "fev1_fvc": ("fev1_fvc", None, None, "fev1_fvc_zscore"),
             "dlco": ("dlco", "dlco_pct_pred", "dlco_pct_pred", "dlco_zscore")}
+#: measure -> its name for people (warnings, report)
+MEASURE_LABELS = {"fvc": "FVC", "fev1": "FEV1", "fev1_fvc": "FEV1/FVC", "dlco": "DLCO"}
 #: the reasons a test is flagged, in the order they are checked
 REASONS = ("no_raw_value", "no_dlco_unit", "non_positive_value", "ratio_above_1_5", "no_sex", "no_birth_date",
            "no_height", "no_ethnicity", "height_outside_range", "age_outside_range")
+#: the reasons that are the patient's (patients table or age at the test), not the test value's
+PERSON_REASONS = ("no_sex", "no_birth_date", "no_height", "no_ethnicity", "height_outside_range",
+                  "age_outside_range")
 #: an FEV1/FVC ratio above this is not a ratio of one person's manoeuvres (FEV1 cannot exceed FVC by half)
 MAX_RATIO = 1.5
 _EXAMPLES = 3
@@ -86,7 +91,7 @@ class LungFunctionDerivation:
     examples: pd.DataFrame
     n_hb_uncorrected: int = 0
     check_equation: str | None = None
-    agreement: pd.DataFrame | None = None
+    agreement: pd.DataFrame = field(default_factory=lambda: _agreement_rows([]))
 
 
 def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
@@ -116,11 +121,11 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
                           "n": pd.Series(dtype="int64")})
     if settings.equation is None:
         return out, LungFunctionDerivation("as_recorded", None, False, _measure_rows([]), empty,
-                                           empty.drop(columns="n").assign(patient_id=None, test_date=None),
-                                           agreement=_agreement_rows([]))
+                                           empty.drop(columns="n").assign(patient_id=None, test_date=None))
     keep_recorded = settings.checks
     who = out[["patient_id"]].merge(patients.drop_duplicates("patient_id"), on="patient_id", how="left")
     test = pd.to_datetime(out["test_date"])
+    test_year = test.dt.year.to_numpy()
     age = ((test - pd.to_datetime(who["birth_date"])).dt.days / 365.25).to_numpy(float)
     height = pd.to_numeric(who["height_cm"]).to_numpy(float)
     sexes = {"f": "female", "female": "female", "m": "male", "male": "male"}
@@ -188,7 +193,7 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
                      "sd_recorded_minus_derived": sd if rec_col else None,
                      "n_differ_over_5": int((np.abs(d) > AGREEMENT_POINTS).sum()) if rec_col else None})
         if rec_col and len(d):
-            years = test.dt.year.to_numpy()[both]
+            years = test_year[both]
             for year in np.unique(years):
                 dy = d[years == year]
                 agreement.append({"measure": measure, "year": int(year), "n_compared": len(dy),
@@ -205,7 +210,7 @@ def derive_pft(pft: pd.DataFrame, patients: pd.DataFrame,
     ex_frame = pd.DataFrame(examples, columns=["measure", "reason", "patient_id", "test_date"])
     return out, LungFunctionDerivation(settings.reference_equation, settings.dlco_equation, settings.hb_correction,
                                        _measure_rows(rows), flag_frame, ex_frame, n_hb,
-                                       check_equation=settings.equation if keep_recorded else None,
+                                       check_equation=settings.check_equation if keep_recorded else None,
                                        agreement=_agreement_rows(agreement))
 
 
@@ -229,11 +234,10 @@ def _dlco_units(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Units per test (``si``/``traditional``) and where the unit is missing; :class:`DataError` for an unknown
     one (a database's pft table is not validated by the loader)."""
     lookup = {k.lower(): v for k, v in DLCO_UNITS.items()}
-    text = column.astype(object).where(column.notna(), None)
     units = _map_unique(column, lambda t: lookup.get(str(t).strip().lower(), "?"))
     bad = np.flatnonzero(units == "?")
     if len(bad):
-        raise DataError([Problem("pft", None, "dlco_unit", str(text.iloc[i]),
+        raise DataError([Problem("pft", None, "dlco_unit", str(column.iloc[i]),
                                  f"unknown DLCO unit; expected one of {', '.join(DLCO_UNITS)}") for i in bad[:10]])
     return units, pd.isna(units)
 
@@ -261,7 +265,6 @@ def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
              "age_outside_range": "age at test outside the equation's range"}
     if d.check_equation:
         words["no_raw_value"] = "no raw value"
-    labels = {"fvc": "FVC", "fev1": "FEV1", "fev1_fvc": "FEV1/FVC", "dlco": "DLCO"}
     by_reason: dict[str, list] = {}
     for r in d.flags.itertuples(index=False):
         by_reason.setdefault(r.reason, []).append((r.measure, int(r.n)))
@@ -270,11 +273,9 @@ def derivation_warnings(d: LungFunctionDerivation) -> list[Problem]:
         eq = " / ".join(equations)
         what = (f"not checked against {eq} (recorded % predicted kept, no z-score)" if d.check_equation
                 else f"not recomputed with {eq} and left without a value")
-        counts = ", ".join(f"{n} {labels[m]}" for m, n in items)
+        counts = ", ".join(f"{n} {MEASURE_LABELS[m]}" for m, n in items)
         # the raw column for a value's problem; none for the patient's (the reason names the patients column)
-        person = reason in ("no_sex", "no_birth_date", "no_height", "no_ethnicity", "height_outside_range",
-                            "age_outside_range")
-        column = None if person else ", ".join(dict.fromkeys(
+        column = None if reason in PERSON_REASONS else ", ".join(dict.fromkeys(
             "fev1_l" if m == "fev1_fvc" else MEASURES[m][0] for m, _ in items))
         # no patient ids or dates: warnings go into results.json and the report (the reason is a condition on
         # the user's own tables; the first tests are in the Python API's Cohort.lung_function.examples)

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ildstudy.data.coerce import coerce_table
@@ -71,8 +72,6 @@ def update_content_hash(h, frame: pd.DataFrame) -> None:
     Why not ``hash_pandas_object(frame.astype(str))``: converting every cell to text took 10 s of a
     100,000-patient run; this reads the typed arrays directly (~0.5 s).
     """
-    import numpy as np
-
     h.update(str(len(frame)).encode())
     for column in frame.columns:
         h.update(b"\x00" + str(column).encode())

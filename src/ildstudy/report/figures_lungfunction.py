@@ -6,13 +6,13 @@ matplotlib is imported only inside the function; the numbers come from
 
 from __future__ import annotations
 
-from ildstudy.analysis.zscore_trajectories import ZscoreTrajectories
+from ildstudy.analysis.zscore_trajectories import ZSCORE_OUTCOMES, ZscoreTrajectories
 from ildstudy.report.formatting import fmt_month
 from ildstudy.report.style import GRID
+from ildstudy.variables import outcome_spec
 
 #: z-score of the lower limit of normal (the 5th centile of the healthy population)
 LLN_Z = -1.645
-PANEL_TITLES = {"fvc_zscore": "FVC z-score", "dlco_zscore": "DLCO z-score"}
 
 
 def zscore_figure(traj: ZscoreTrajectories, colours: dict[str, str], *, months: list[float], max_months: float):
@@ -20,7 +20,7 @@ def zscore_figure(traj: ZscoreTrajectories, colours: dict[str, str], *, months: 
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    names = [n for n in PANEL_TITLES if n in traj.fits]
+    names = [n for n in ZSCORE_OUTCOMES if n in traj.fits]
     fig = Figure(figsize=(3.4 * len(names) + 0.6, 3.6), layout="constrained")
     axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
     for ax, name in zip(axes, names):
@@ -37,7 +37,7 @@ def zscore_figure(traj: ZscoreTrajectories, colours: dict[str, str], *, months: 
         ax.set_xticks(months, [fmt_month(m) for m in months])
         ax.set_xlim(-1.5, max(float(max_months), months[-1]) + 1.5)
         ax.set_xlabel("Months since treatment start")
-        ax.set_title(PANEL_TITLES[name], fontsize=10)
+        ax.set_title(outcome_spec(name).label, fontsize=10)
         ax.yaxis.grid(True, color=GRID, linewidth=0.6)
         ax.set_axisbelow(True)
     axes[0].set_ylabel("Adjusted mean z-score")

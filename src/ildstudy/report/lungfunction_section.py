@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from ildstudy.analysis.result import StudyResult
+from ildstudy.cohort.lungfunction import MEASURE_LABELS
 from ildstudy.report.formatting import fmt_ci, fmt_int, fmt_month, fmt_num, format_p, is_missing
+from ildstudy.variables import outcome_spec
 
-MEASURE_LABELS = {"fvc": "FVC", "fev1": "FEV1", "fev1_fvc": "FEV1/FVC", "dlco": "DLCO"}
-ZSCORE_LABELS = {"fvc_zscore": "FVC z-score", "dlco_zscore": "DLCO z-score"}
+ZSCORE_SENTENCE = (" FVC and DLCO z-score trajectories per arm were fitted with the same mixed models as "
+                   "secondary, exploratory analyses.")
 REASON_LABELS = {
     "no_raw_value": "no raw value (recorded % predicted not used)", "no_dlco_unit": "DLCO without a unit",
     "non_positive_value": "raw value 0 or negative", "no_sex": "sex missing", "no_birth_date": "birth date missing",
@@ -36,8 +38,7 @@ def methods_sentence(result: StudyResult) -> str:
         agree = "; ".join(f"{MEASURE_LABELS[m]} {fmt_num(diffs[m], 2, sign=True)} points" for m in ("fvc", "dlco")
                           if not is_missing(diffs.get(m)))
         agree = f" (mean recorded − recomputed % predicted: {agree})" if agree else ""
-        z = (" FVC and DLCO z-score trajectories per arm were fitted with the same mixed models as secondary, "
-             "exploratory analyses." if lf.zscore_trajectories is not None else "")
+        z = ZSCORE_SENTENCE if lf.zscore_trajectories is not None else ""
         return ("Lung function was analysed as % predicted as recorded by each centre. Every test was also "
                 f"recomputed from the raw values with {lf.label('fvc', check=True)} for FVC and FEV1 and "
                 f"{lf.label('dlco', check=True)} for DLCO, using sex, age at the test and height, to check the "
@@ -50,8 +51,7 @@ def methods_sentence(result: StudyResult) -> str:
     left = (f" {fmt_int(flagged)} test value(s) that could not be recomputed (no raw value, or age or height "
             "outside an equation’s range) were left out and are counted in the Lung function section."
             if flagged else "")
-    z = (" FVC and DLCO z-score trajectories per arm were fitted with the same mixed models as secondary, "
-         "exploratory analyses." if lf.zscore_trajectories is not None else "")
+    z = ZSCORE_SENTENCE if lf.zscore_trajectories is not None else ""
     return (f"% predicted and z-scores were recomputed from the raw values (FVC and FEV1 in litres, DLCO in its "
             f"recorded unit) with one set of reference equations, using sex, age at the test and height: "
             f"{lf.label('fvc')} for FVC and FEV1 and {lf.label('dlco')} for DLCO{hb}.{left}{z}")
@@ -107,11 +107,11 @@ def _zscore_rows(result: StudyResult) -> list[dict[str, str]]:
     rows = []
     for name, fit in traj.fits.items():
         for r in fit.arm_differences.sort_values("month", kind="mergesort").to_dict(orient="records"):
-            rows.append({"outcome": ZSCORE_LABELS.get(name, name), "month": fmt_month(r["month"]),
+            rows.append({"outcome": outcome_spec(name).label, "month": fmt_month(r["month"]),
                          "contrast": str(r["contrast"]).replace(" - ", " − "),
                          "estimate": fmt_num(r["estimate"], 2, sign=True),
                          "ci": fmt_ci(r["ci_low"], r["ci_high"], 2), "p": format_p(r["p"])})
     for name, why in traj.not_fitted.items():
-        rows.append({"outcome": ZSCORE_LABELS.get(name, name), "month": "—", "contrast": "not fitted",
+        rows.append({"outcome": outcome_spec(name).label, "month": "—", "contrast": "not fitted",
                      "estimate": "—", "ci": why, "p": "—"})
     return rows
