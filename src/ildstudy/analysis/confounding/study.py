@@ -9,6 +9,8 @@ in every table, computed by the same code, so the rows differ only by the design
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
@@ -144,7 +146,21 @@ OUTCOME_COLUMNS = ["design", "outcome", "month", "contrast", "estimate", "se", "
                    "n_patients", "n_clusters", "cluster", "sd", "evalue", "evalue_ci"]
 
 
-def _outcome_frame(pts, outcomes, outcome, protocol) -> tuple:
+@dataclass
+class _OutcomeFrame:
+    """One outcome's model rows for every design: ``data`` (complete cases), ``idx`` (each row's patient
+    position), ``levels`` (factor levels), ``first`` (each patient's first value by months, sorted by patient),
+    and ``full_design`` (the design matrix of all rows, built by the first design that keeps every row)."""
+
+    formula: object
+    data: pd.DataFrame
+    idx: np.ndarray
+    levels: dict
+    first: pd.Series
+    full_design: object = field(default=None, repr=False)
+
+
+def _outcome_frame(pts, outcomes, outcome, protocol) -> _OutcomeFrame:
     """The outcome's model rows (complete cases), each row's patient position, and each patient's first value (by
     months; the SD of the E-value); the same for every design."""
     formula = parse_formula(outcome_formula(outcome, protocol))
@@ -161,20 +177,20 @@ def _outcome_frame(pts, outcomes, outcome, protocol) -> tuple:
     data = data.dropna(subset=needed).reset_index(drop=True)
     idx = data["patient"].astype(str).map(position).to_numpy()
     first = data.sort_values("months", kind="stable").groupby("patient")[outcome.name].first()
-    return formula, data, idx, levels, first, {}
+    return _OutcomeFrame(formula, data, idx, levels, first)
 
 
-def _trajectory(frame, outcome, protocol, w, cluster, design) -> list[dict]:
+def _trajectory(frame: _OutcomeFrame, outcome, protocol, w, cluster, design) -> list[dict]:
     """The outcome's fixed-effects model weighted by ``w``, its arm differences at the contrast months."""
     treated_arm, ref = protocol.treatment_arm, protocol.reference_arm
-    formula, data, idx, levels, first, designs = frame
+    formula, data, idx, levels, first = frame.formula, frame.data, frame.idx, frame.levels, frame.first
     months = [float(m) for m in protocol.analysis.contrast_months]
     wi = w[idx]
     positive = wi > 0
     if positive.all():  # weighting designs keep every row: one design matrix serves them all
-        if "all rows" not in designs:
-            designs["all rows"] = build_design(formula, data, factor_levels=levels)
-        d = designs["all rows"]
+        if frame.full_design is None:
+            frame.full_design = build_design(formula, data, factor_levels=levels)
+        d = frame.full_design
     else:
         data = data.loc[positive].reset_index(drop=True)
         idx, wi = idx[positive], wi[positive]
