@@ -75,13 +75,23 @@ class Connection:
     owned: bool
     name: str
     engine: Backend | None = None
-    #: results a run computes once per connection and reuses across the cohorts it builds on it (the derived
-    #: pft table of :func:`ildstudy.cohort.lungfunction.derived_sources`); cleared by :meth:`close`. It assumes
-    #: the registry tables do not change while the connection is open (true of a run).
+    #: results a run computes once per connection and reuses across the cohorts it builds on it (the
+    #: :class:`RunTables` of :meth:`run_tables`); cleared by :meth:`close`. It assumes the registry tables do not
+    #: change while the connection is open (true of a run).
     memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def run_tables(self) -> "RunTables":
+        """The temporary tables shared by every cohort built on this connection (dropped by :meth:`close`)."""
+        tables = self.memo.get(RunTables)
+        if tables is None:
+            tables = self.memo[RunTables] = RunTables(self)
+        return tables
 
     def close(self) -> None:
         if self.engine is not None or self.owned:  # a borrowed view of a caller's connection keeps its memo
+            tables = self.memo.get(RunTables)
+            if tables is not None:
+                tables.drop_all()
             self.memo.clear()
         if self.engine is not None:
             self.engine.close()
@@ -146,3 +156,38 @@ class TempTables:
     def drop_all(self) -> None:
         while self.names:
             self.engine.drop(self.names.pop())
+
+
+class RunTables:
+    """Temporary tables that outlive one cohort: the steps a run's cohorts share (the normalised medications,
+    the derived pft table), computed and stored once per connection instead of once per sensitivity analysis.
+
+    One entry per ``slot``: :meth:`get` returns the stored value when its ``key`` (everything the value depends
+    on) is the same, and otherwise drops the slot's tables and computes it again, so that at most one version of
+    each shared table is held. Dropped by :meth:`Connection.close`.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._engine = conn.engine if conn.engine is not None else open_backend(conn.backend)
+        self._slots: dict[str, tuple[object, object, list[str]]] = {}
+
+    def get(self, slot: str, key, make):
+        """``make(store)`` once per ``(slot, key)``; tables it stores through ``store`` live with the entry."""
+        hit = self._slots.get(slot)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        if hit is not None:
+            self._drop(slot)
+        temp = TempTables(self._engine)
+        value = make(temp.store)
+        self._slots[slot] = (key, value, temp.names)
+        return value
+
+    def _drop(self, slot: str) -> None:
+        _, _, names = self._slots.pop(slot)
+        for name in names:
+            self._engine.drop(name)
+
+    def drop_all(self) -> None:
+        for slot in list(self._slots):
+            self._drop(slot)

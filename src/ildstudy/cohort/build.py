@@ -130,12 +130,14 @@ def _build(conn: Connection, protocol: Protocol) -> Cohort:
 def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
     con = conn.backend
     arms = [a.name for a in protocol.arms]
-    src = Sources.open(con, DrugNames.from_protocol(protocol), keep=temp.store)
+    # Intermediate results stay in the database as temporary tables: the run's shared ones (the same for every
+    # cohort of a run with the same drug names / [lung_function]) and this cohort's own (``temp``).
+    shared = conn.run_tables()
+    names = DrugNames.from_protocol(protocol)
+    src = shared.get("sources", _drug_names_key(names), lambda store: _sources(con, names, store))
     registry_ids = _registry_ids(con, src)
     warnings = list(src.drug_name_problems(con))
-    # Intermediate results stay in the database as temporary tables.
-    src = replace(src, medications=temp.store(src.medications, "medications"))
-    src, lung = derived_sources(con, src, protocol, temp.store, memo=conn.memo)
+    src, lung = derived_sources(con, src, protocol, shared)
     if lung is not None:
         warnings += derivation_warnings(lung)
     status_expr = temp.store(patient_status(src, protocol, keep=temp.store), "status")
@@ -165,6 +167,16 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
                                 severity="warning"))
     return Cohort(protocol, attrition, patients, outcomes, adverse, excluded, tuple(warnings), conn.name,
                   censoring_table(patients, arms), lung)
+
+
+def _sources(con, names: DrugNames, store) -> Sources:
+    """The registry tables with the drug map and the normalised medications stored in the database."""
+    src = Sources.open(con, names, keep=store)
+    return replace(src, medications=store(src.medications, "medications"))
+
+
+def _drug_names_key(names: DrugNames) -> tuple:
+    return tuple(sorted(names.spellings.items())), tuple(sorted(names.generics))
 
 
 def _registry_ids(con, src: Sources) -> pd.Series:
