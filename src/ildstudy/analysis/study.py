@@ -147,10 +147,11 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
                    on_step: Callable[[str], None] | None = None, warnings=(), sections: str = "all") -> StudyResult:
     """Everything after the cohort: Table 1, outcome models, adverse events, discontinuation.
 
-    ``sections="sensitivity"`` computes only what a sensitivity analysis is summarised by (outcome models and
-    adverse events; :func:`~ildstudy.analysis.sensitivity.run_sensitivity`): Table 1, discontinuation,
-    progression, safety and confounding are ``None``. On 10,000 patients they were 85% of each variant's time
-    (``benchmarks/study``), and nothing reads them.
+    ``sections="sensitivity"`` computes only what a sensitivity analysis is summarised by (the outcome models'
+    arm differences and the adverse events; :func:`~ildstudy.analysis.sensitivity.run_sensitivity`): Table 1,
+    discontinuation, progression, safety and confounding are ``None``, and each outcome is fitted with
+    ``fit_outcome(detail="differences")`` (no marginal means, slopes or data support). On 10,000 patients the
+    sections left out were 85% of each variant's time (``benchmarks/study``), and nothing reads them.
 
     Raises :class:`~ildstudy.errors.CohortError` first when the cohort or an arm is empty or too small
     (see :func:`~ildstudy.analysis.cohort_checks.check_cohort_size`)."""
@@ -172,7 +173,8 @@ def analyse_cohort(cohort: Cohort, protocol: Protocol, *, data_hash: str,
     outcomes: dict[str, OutcomeResult] = {}
     for outcome in protocol.outcomes:
         step(f"Mixed model: {outcome.label or outcome.name}")
-        outcomes[outcome.name] = fit_outcome(outcome, model_frame(pts, cohort.outcomes, outcome.name), protocol)
+        outcomes[outcome.name] = fit_outcome(outcome, model_frame(pts, cohort.outcomes, outcome.name), protocol,
+                                             detail="all" if full else "differences")
 
     step("Adverse events")
     ev = cohort.adverse_events.merge(pts[["patient_id", "arm"]], on="patient_id")

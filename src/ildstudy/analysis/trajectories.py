@@ -16,6 +16,8 @@ prints the terms ``armAZA`` and ``months:armAZA``. Marginal means are emmeans' w
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -105,15 +107,22 @@ def nearest_month(months: np.ndarray, grid: tuple[float, ...]) -> np.ndarray:
     return g[np.abs(np.asarray(months, dtype=float)[:, None] - g[None, :]).argmin(axis=1)]
 
 
-def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> OutcomeResult:
+def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol, *, detail: str = "all") -> OutcomeResult:
     """Fit the protocol's model of one outcome and compute means, changes and arm differences.
+
+    ``detail="differences"`` computes only the model and the arm differences (what a sensitivity analysis is
+    summarised by, :mod:`ildstudy.analysis.sensitivity`): ``marginal_means``, ``change_from_baseline`` and
+    ``observed`` are then empty and ``slopes`` / ``contrast_support`` None. The arm differences are the same.
 
     Raises :class:`~ildstudy.errors.ModelError` naming the outcome when its model cannot be fitted
     (e.g. every row has a missing covariate, or the design is collinear)."""
+    if detail not in ("all", "differences"):
+        raise ValueError(f"detail must be 'all' or 'differences', got {detail!r}")
+    full = detail == "all"
     arms = [a.name for a in protocol.arms]
     levels = {"arm": [protocol.reference_arm] + [a for a in arms if a != protocol.reference_arm]}
     months = [float(m) for m in protocol.analysis.contrast_months]
-    data = frame.copy()
+    data = frame.copy() if outcome.time_model == "categorical" else frame
     formula = outcome_formula(outcome, protocol)
     if outcome.time_model == "categorical":
         data["visit"] = [_month_label(m) for m in nearest_month(data["months"].to_numpy(), tuple(months))]
@@ -126,13 +135,15 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> Ou
         raise ModelError(f"outcome {outcome.name}: every measurement in the cohort is {values.iloc[0]:g} "
                          f"({len(values)} measurements); a mixed model of a constant cannot be fitted")
     grid = {"weights": protocol.analysis.marginal_means.weights, "cov_keep": protocol.analysis.marginal_means.cov_keep}
+    means = change = slopes = None
     try:
         fit = fit_lmm(formula, data, reml=True, factor_levels=levels)
-        means = fit.emmeans("arm", by=spec, at=at, **grid).table
-        change = fit.contrast(spec, by="arm", at=at, ref=_ref(spec, months), **grid).table
         contrasts = fit.contrast("arm", by=spec, at=at, method="trt.vs.ctrl", ref=protocol.reference_arm, **grid)
         diff = contrasts.table
-        slopes = outcome_slopes(fit, formula, arms, protocol.reference_arm, months, grid=grid)
+        if full:
+            means = fit.emmeans("arm", by=spec, at=at, **grid).table
+            change = fit.contrast(spec, by="arm", at=at, ref=_ref(spec, months), **grid).table
+            slopes = outcome_slopes(fit, formula, arms, protocol.reference_arm, months, grid=grid)
     except ModelError as exc:
         counts = data.groupby("arm")["patient"].nunique().reindex(arms, fill_value=0)
         who = ", ".join(f"{a} {int(n)}" for a, n in counts.items())
@@ -141,16 +152,9 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> Ou
         raise ModelError(f"outcome {outcome.name}: the model {formula!r} cannot be fitted on this cohort "
                          f"({len(data)} measurements; patients with a measurement: {who}): {exc}{hint}") from None
 
-    mm = pd.DataFrame({"arm": means["arm"].astype(str), "month": _as_month(means[spec])})
-    mm[CI_COLUMNS] = means[CI_COLUMNS].to_numpy()
-    mm = _order_arms(mm, arms)
-    cfb = pd.DataFrame({"arm": change["arm"].astype(str), "month": _months_from_labels(change["contrast"], spec)})
-    cfb[CI_COLUMNS + ["p"]] = change[CI_COLUMNS + ["p"]].to_numpy()
-    cfb = _order_arms(cfb, arms)
     ad = pd.DataFrame({"month": _as_month(diff[spec]), "contrast": diff["contrast"].astype(str)})
     ad[CI_COLUMNS + ["p"]] = diff[CI_COLUMNS + ["p"]].to_numpy()
     ad = adjusted_differences(ad, contrasts, fit, outcome.name, protocol)
-
     d = fit.to_dict()
     model = {
         "formula": formula,
@@ -165,18 +169,29 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol) -> Ou
         "singular": bool(getattr(fit, "singular", False)),
         "fixed_effects": d["fixed_effects"],
         "df_method": "satterthwaite",
-        **dropped_rows(data, outcome.name, protocol),
+        **(dropped_rows(data, outcome.name, protocol) if full else {}),
         "marginal_means": {**grid, "description": describe_weighting(grid["weights"], grid["cov_keep"])},
         "random_effects": d["random_effects"],
         "residual_sd": d["residual_sd"],
     }
+    result = OutcomeResult(
+        name=outcome.name, label=outcome.label or outcome.name, formula=formula, model=model,
+        fixed_effects=fit.fixed_effects.copy(), marginal_means=pd.DataFrame(columns=["arm", "month", *CI_COLUMNS]),
+        change_from_baseline=pd.DataFrame(columns=["arm", "month", *CI_COLUMNS, "p"]),
+        arm_differences=ad.reset_index(drop=True), observed=pd.DataFrame(columns=["series", "arm", "months", "value"]),
+    )
+    if not full:
+        return result
+    mm = pd.DataFrame({"arm": means["arm"].astype(str), "month": _as_month(means[spec])})
+    mm[CI_COLUMNS] = means[CI_COLUMNS].to_numpy()
+    cfb = pd.DataFrame({"arm": change["arm"].astype(str), "month": _months_from_labels(change["contrast"], spec)})
+    cfb[CI_COLUMNS + ["p"]] = change[CI_COLUMNS + ["p"]].to_numpy()
     series = pd.factorize(frame["patient"], sort=True)[0] + 1
     observed = pd.DataFrame({"series": series, "arm": frame["arm"].to_numpy(),
                              "months": frame["months"].to_numpy(), "value": frame[outcome.name].to_numpy()})
-    return OutcomeResult(
-        name=outcome.name, label=outcome.label or outcome.name, formula=formula, model=model,
-        fixed_effects=fit.fixed_effects.copy(), marginal_means=mm, change_from_baseline=cfb,
-        arm_differences=ad.reset_index(drop=True), observed=observed, slopes=slopes,
+    return replace(
+        result, marginal_means=_order_arms(mm, arms), change_from_baseline=_order_arms(cfb, arms), observed=observed,
+        slopes=slopes,
         contrast_support=contrast_support(data, outcome.name, arms, months, minimum=protocol.analysis.min_at_risk,
                                           columns=[COVARIATE_COLUMNS[c] for c in protocol.analysis.covariates]),
     )
