@@ -73,7 +73,9 @@ def build_cohort(source, protocol="huapaya2019") -> Cohort:
             baseline window up to the end of follow-up at days / 30.4375; rows only where the value is
             present) and ``prednisone_mg`` (at each ``analysis.dose_months`` m whose day,
             index + round(m x 30.4375), is inside follow-up; ``months`` is m itself). Sorted by outcome
-            (in that order), patient_id, months. Join ``patients`` for arm and covariates.
+            (in that order), patient_id, months. ``outcome`` is a categorical whose categories are the
+            protocol's outcomes in that order (``Protocol.cohort_outcomes``). Join ``patients`` for arm and
+            covariates.
         ``adverse_events``
             ``patient_id, months, category, drug, serious, led_to_discontinuation``: events from index to
             the end of follow-up whose drug is empty or an arm drug of the patient's arm (``drug`` is the

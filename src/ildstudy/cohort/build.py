@@ -215,17 +215,22 @@ def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
 
 
 def _sorted_outcomes(outcomes: pd.DataFrame, patients: pd.DataFrame, names) -> pd.DataFrame:
-    """The long outcome table by outcome (protocol order), patient_id, months, value.
+    """The long outcome table by outcome (protocol order), patient_id, months, value; ``outcome`` a categorical
+    whose categories are ``names`` (the protocol order).
 
-    The patients table is already sorted by patient_id, so a row's patient is its position there: sorting those
+    A categorical, because every analysis selects one outcome's rows (``outcomes["outcome"] == name``): 0.17 s a
+    comparison of 3.4 million strings at 100,000 patients, forty times a run; on the codes it is 5 ms. The
+    patients table is already sorted by patient_id, so a row's patient is its position there: sorting those
     integers equals sorting the id strings (2.4 million rows at 100,000 patients: 1.2 s by string, 0.2 s so)."""
-    order = {name: i for i, name in enumerate(names)}
-    o = outcomes["outcome"].map(order)
+    outcome = pd.Categorical(outcomes["outcome"], categories=list(dict.fromkeys(names)))
+    if (outcome.codes < 0).any():  # not expected: the cohort's table holds the protocol's outcomes only
+        raise AssertionError(f"outcome rows not declared by the protocol: {sorted(set(outcomes['outcome']) - set(names))}")
+    outcomes = outcomes.assign(outcome=outcome)
     rank = pd.Index(patients["patient_id"]).get_indexer(outcomes["patient_id"])
-    if (rank < 0).any() or o.isna().any() or not patients["patient_id"].is_unique:  # not expected: the plain sort
-        return _sorted(outcomes.assign(_o=o), ["_o", "patient_id", "months", "value"]).drop(columns="_o")
+    if (rank < 0).any() or not patients["patient_id"].is_unique:  # not expected: the plain sort
+        return _sorted(outcomes, ["outcome", "patient_id", "months", "value"])
     idx = np.lexsort((outcomes["value"].to_numpy(dtype=float), outcomes["months"].to_numpy(dtype=float), rank,
-                      o.to_numpy(dtype=np.int64)))
+                      outcome.codes))
     return outcomes.take(idx).reset_index(drop=True)
 
 
