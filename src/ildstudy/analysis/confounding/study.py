@@ -200,20 +200,23 @@ def _trajectory(frame: _OutcomeFrame, outcome, protocol, w, cluster, design) -> 
     fit = weighted_ls(d.X, d.y, wi, cluster[idx], d.fixed_names)
     # a design keeps or drops whole patients, so their first values are those of all rows (sorted by patient as
     # the groupby of the kept rows would give them: the same SD to the last digit)
-    sd = float(first[first.index.isin(data["patient"].unique())].std(ddof=1))
+    patients = data["patient"].unique()
+    sd = float(first[first.index.isin(patients)].std(ddof=1))
+    if outcome.time_model == "categorical":
+        months = [m for m in months if f"{m:g}" in levels["visit"]]
+    # one grid of two rows (treated, reference) per contrast month, encoded at once
+    grid = data.iloc[np.zeros(2 * len(months), dtype=int)].reset_index(drop=True)
+    grid["arm"] = [treated_arm, ref] * len(months)
+    grid["months"] = np.repeat(np.asarray(months, dtype=float), 2)
+    if outcome.time_model == "categorical":
+        grid["visit"] = [f"{m:g}" for m in grid["months"]]
+    Xg = model_rows(d.encoding, grid) if months else np.empty((0, len(d.fixed_names)))
     rows = []
-    for m in months:
-        grid = data.iloc[[0, 0]].copy()
-        grid["arm"], grid["months"] = [treated_arm, ref], m
-        if outcome.time_model == "categorical":
-            if f"{m:g}" not in levels["visit"]:
-                continue
-            grid["visit"] = f"{m:g}"
-        Xg = model_rows(d.encoding, grid)
-        c = fit.contrast(Xg[0] - Xg[1])
+    for i, m in enumerate(months):
+        c = fit.contrast(Xg[2 * i] - Xg[2 * i + 1])
         ev = evalues_md(c["estimate"], c["se"], sd)
         rows.append({"design": design, "outcome": outcome.name, "month": m, "contrast": f"{treated_arm} - {ref}",
-                     **c, "n_obs": fit.n_obs, "n_patients": int(data["patient"].nunique()),
+                     **c, "n_obs": fit.n_obs, "n_patients": len(patients),
                      "n_clusters": fit.n_clusters, "cluster": "matched set" if design == "matching" and
                      not protocol.confounding.replace else "patient", "sd": sd, "evalue": ev["evalue"],
                      "evalue_ci": ev["evalue_ci"]})
