@@ -3,6 +3,7 @@
     python benchmarks/study/run.py --sizes 100k 1M             # synth once per size (cached), then one run each
     python benchmarks/study/run.py --sizes 100k --profile      # also write a cProfile of the run (out/*.prof)
     python benchmarks/study/run.py --sizes 100k --lme4         # and, in the same run, `ildstudy lmm` vs lme4
+    python benchmarks/study/run.py --sizes 1M --max-rss-gb 20  # kill the run if its RSS passes 20 GB
 
 With ``--lme4`` each size is followed, in the same invocation, by the LMM start-up comparison of
 ``benchmarks/lmm/run.py`` (its ``run_one``: the whole ``ildstudy lmm DATA.csv`` process against ``Rscript
@@ -102,7 +103,18 @@ def child(folder: Path, out_dir: Path, profile: Path | None) -> dict:
             "cohort": result.arms}
 
 
-def run_size(n: int, cache: Path, profile: bool) -> dict:
+def _rss_gb(pid: int) -> float:
+    """The current resident set size of process ``pid`` (Linux ``/proc``), 0 when it has ended."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_size(n: int, cache: Path, profile: bool, max_rss_gb: float | None = None) -> dict:
     folder = synth(n, cache)
     out_dir = Path(tempfile.mkdtemp(prefix="ildstudy-study-bench-out-")) / "out"
     prof = HERE / "out" / f"study_{n}.prof" if profile else None
@@ -110,15 +122,39 @@ def run_size(n: int, cache: Path, profile: bool) -> dict:
         prof.parent.mkdir(parents=True, exist_ok=True)
     rec: dict = {"patients": n, "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--child", str(folder), str(out_dir)]
-                          + (["--profile-to", str(prof)] if prof else []), stdout=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen([sys.executable, __file__, "--child", str(folder), str(out_dir)]
+                            + (["--profile-to", str(prof)] if prof else []), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    log: list[str] = []
+
+    def relay() -> None:  # the child's stage log, shown as it comes and kept for the record
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            log.append(line.rstrip())
+
+    import threading
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    killed = None
+    while proc.poll() is None:  # the memory guard: stop the child before it takes the machine's memory
+        rss = _rss_gb(proc.pid)
+        if max_rss_gb is not None and rss > max_rss_gb:
+            proc.kill()
+            killed = rss
+        time.sleep(0.25)
+    stdout = proc.stdout.read()
+    reader.join(timeout=5)
     rec["process_wall_s"] = round(time.perf_counter() - t0, 2)
     rec["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     rec["returncode"] = proc.returncode
     if proc.returncode != 0:
-        rec["stderr_tail"] = "see the stage log above (stderr)"
+        stages = [line for line in log if line.startswith("[")]
+        rec["last_stage"] = stages[-1] if stages else None
+        rec["stderr_tail"] = (f"stopped by the memory guard at {killed:.2f} GB RSS (--max-rss-gb {max_rss_gb}); "
+                              f"last stage: {rec['last_stage']}" if killed is not None else "\n".join(log[-5:]))
         return rec
-    rec.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    rec.update(json.loads(stdout.strip().splitlines()[-1]))
     import pyarrow.parquet as pq
 
     rec["registry_rows"] = {p.stem: pq.ParquetFile(p).metadata.num_rows for p in sorted(folder.glob("*.parquet"))}
@@ -194,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", help="write a cProfile of each run to benchmarks/study/out/")
     ap.add_argument("--json", type=Path, default=HERE / "out" / "results.json")
     ap.add_argument("--lme4", action="store_true", help="also time `ildstudy lmm` against lme4 at each size")
+    ap.add_argument("--max-rss-gb", type=float, default=None,
+                    help="kill a run whose resident memory passes this many GB (recorded with its last stage)")
     ap.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -206,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                             text=True).stdout.strip() or "unknown"
     records = []
     for size in args.sizes:
-        rec = run_size(SIZES[size], args.cache, args.profile)
+        rec = run_size(SIZES[size], args.cache, args.profile, args.max_rss_gb)
         if args.lme4 and rec.get("returncode") == 0:
             rec["lmm_vs_lme4"] = lmm_versus_lme4(SIZES[size])
         records.append(rec)
