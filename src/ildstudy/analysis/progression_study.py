@@ -26,9 +26,10 @@ def measure_times(patients: pd.DataFrame, outcomes: pd.DataFrame, c: Criterion, 
                   window: float | None) -> DeclineTimes:
     """:func:`~ildstudy.analysis.progression.first_decline` of one criterion for the patients, in their order."""
     col = PROGRESSION_MEASURES[c.measure]
-    index = pd.Index(patients["patient_id"])
+    from ildstudy.analysis.trajectories import patient_positions
+
     rows = outcomes[(outcomes["outcome"] == col) & (outcomes["months"] > 0)]
-    pos = index.get_indexer(rows["patient_id"])
+    pos = patient_positions(patients, rows["patient_id"])
     rows, pos = rows[pos >= 0], pos[pos >= 0]
     baseline = pd.to_numeric(patients[f"baseline_{col}"], errors="coerce").to_numpy(dtype=float)
     return first_decline(baseline, pos, rows["months"].to_numpy(dtype=float), rows["value"].to_numpy(dtype=float),

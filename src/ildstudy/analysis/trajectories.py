@@ -36,6 +36,17 @@ COVARIATE_COLUMNS = CovariateTerms()
 CI_COLUMNS = ["estimate", "se", "df", "ci_low", "ci_high"]
 
 
+def patient_positions(patients: pd.DataFrame, ids: pd.Series) -> np.ndarray:
+    """Each id's row in ``patients`` (-1 when absent). A cohort's outcome table gives its ids as a categorical
+    over the patients table's ids (:func:`ildstudy.cohort.build_cohort`): then the codes are the positions."""
+    keys = pd.Index(patients["patient_id"])
+    if isinstance(ids.dtype, pd.CategoricalDtype) and ids.cat.categories.equals(keys):
+        return ids.cat.codes.to_numpy(dtype=np.int64)
+    if not keys.is_unique:
+        raise ValueError("patient_id is not unique in the patients table")
+    return keys.get_indexer(ids)
+
+
 def model_frame(patients: pd.DataFrame, outcomes: pd.DataFrame, outcome: str,
                 covariate_names=None) -> pd.DataFrame:
     """Join one outcome's long rows with the patient covariates, as model columns.
@@ -60,13 +71,13 @@ def model_frame(patients: pd.DataFrame, outcomes: pd.DataFrame, outcome: str,
     # an inner many-to-one join on patient_id, by position and straight into one frame (pandas' merge, concat and
     # rename copy the ~20 columns several times: 1 s a call at 100,000 patients); rows keep their order, as
     # merge's inner join does
-    keys = pd.Index(cov["patient_id"])
-    if not keys.is_unique:
+    if not patients["patient_id"].is_unique:
         raise ValueError("model_frame: patient_id is not unique in the patients table")
-    pos = keys.get_indexer(rows["patient_id"])
+    pos = patient_positions(patients, rows["patient_id"])
     keep = pos >= 0
     pos = pos[keep]
-    columns = {"patient": rows["patient_id"].to_numpy()[keep], "months": rows["months"].to_numpy()[keep],
+    patient = patients["patient_id"].to_numpy(dtype=object)[pos]
+    columns = {"patient": patient, "months": rows["months"].to_numpy()[keep],
                outcome: rows["value"].to_numpy()[keep]}
     for name, values in cov.items():
         if name != "patient_id":

@@ -216,22 +216,26 @@ def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
 
 def _sorted_outcomes(outcomes: pd.DataFrame, patients: pd.DataFrame, names) -> pd.DataFrame:
     """The long outcome table by outcome (protocol order), patient_id, months, value; ``outcome`` a categorical
-    whose categories are ``names`` (the protocol order).
+    whose categories are ``names`` (the protocol order), ``patient_id`` one whose categories are the patients
+    table's ids (in its order, so a row's code is its patient's position there).
 
-    A categorical, because every analysis selects one outcome's rows (``outcomes["outcome"] == name``): 0.17 s a
-    comparison of 3.4 million strings at 100,000 patients, forty times a run; on the codes it is 5 ms. The
-    patients table is already sorted by patient_id, so a row's patient is its position there: sorting those
-    integers equals sorting the id strings (2.4 million rows at 100,000 patients: 1.2 s by string, 0.2 s so)."""
+    Categoricals, because every analysis selects one outcome's rows (``outcomes["outcome"] == name``: 0.17 s a
+    comparison of 3.4 million strings at 100,000 patients, forty times a run; on the codes it is 5 ms) and joins
+    them to the patients (a hash lookup of every id string, or the codes), and a million-patient table of id
+    strings is 1.5 GB. The patients table is already sorted by patient_id, so sorting the positions equals sorting
+    the id strings (2.4 million rows at 100,000 patients: 1.2 s by string, 0.2 s so)."""
     outcome = pd.Categorical(outcomes["outcome"], categories=list(dict.fromkeys(names)))
     if (outcome.codes < 0).any():  # not expected: the cohort's table holds the protocol's outcomes only
         raise AssertionError(f"outcome rows not declared by the protocol: {sorted(set(outcomes['outcome']) - set(names))}")
-    outcomes = outcomes.assign(outcome=outcome)
-    rank = pd.Index(patients["patient_id"]).get_indexer(outcomes["patient_id"])
-    if (rank < 0).any() or not patients["patient_id"].is_unique:  # not expected: the plain sort
-        return _sorted(outcomes, ["outcome", "patient_id", "months", "value"])
+    ids = pd.Index(patients["patient_id"])
+    rank = ids.get_indexer(outcomes["patient_id"])
+    if (rank < 0).any() or not ids.is_unique:  # not expected: every row is a cohort patient's
+        raise AssertionError("outcome rows of patients outside the cohort, or duplicate patient ids")
     idx = np.lexsort((outcomes["value"].to_numpy(dtype=float), outcomes["months"].to_numpy(dtype=float), rank,
                       outcome.codes))
-    return outcomes.take(idx).reset_index(drop=True)
+    return pd.DataFrame({"patient_id": pd.Categorical.from_codes(rank[idx], dtype=pd.CategoricalDtype(ids)),
+                         "outcome": outcome.take(idx), "months": outcomes["months"].to_numpy()[idx],
+                         "value": outcomes["value"].to_numpy()[idx]})
 
 
 def _sorted(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
