@@ -226,7 +226,8 @@ def _sorted_outcomes(outcomes: pd.DataFrame, patients: pd.DataFrame, names) -> p
     the id strings (2.4 million rows at 100,000 patients: 1.2 s by string, 0.2 s so)."""
     outcome = pd.Categorical(outcomes["outcome"], categories=list(dict.fromkeys(names)))
     if (outcome.codes < 0).any():  # not expected: the cohort's table holds the protocol's outcomes only
-        raise AssertionError(f"outcome rows not declared by the protocol: {sorted(set(outcomes['outcome']) - set(names))}")
+        extra = sorted(set(outcomes["outcome"]) - set(names))
+        raise AssertionError(f"outcome rows not declared by the protocol: {extra}")
     ids = pd.Index(patients["patient_id"])
     rank = ids.get_indexer(outcomes["patient_id"])
     if (rank < 0).any() or not ids.is_unique:  # not expected: every row is a cohort patient's
