@@ -27,7 +27,9 @@ PATIENT_TYPES = {
     "follow_up_end": "str", "treatment_months": "float", "discontinued": "bool", "treatment_end": "str",
     "stop_reason": "str", "treatment_end_drug": "str",
 }
-OUTCOME_TYPES = {"patient_id": "str", "outcome": "str", "months": "float", "value": "float"}
+#: ``patient_id`` and ``outcome`` become categoricals (:func:`_sorted_outcomes`), from whatever text the backend
+#: returned: converting 3.4 million of each to object strings first took 0.45 s a build at 100,000 patients.
+OUTCOME_TYPES = {"patient_id": "text", "outcome": "text", "months": "float", "value": "float"}
 AE_TYPES = {"patient_id": "str", "months": "float", "category": "str", "drug": "str", "serious": "boolean",
             "led_to_discontinuation": "boolean"}
 
@@ -201,6 +203,8 @@ def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
         s = frame[col]
         if kind == "str":
             out[col] = s.astype(object).where(s.notna(), None)
+        elif kind == "text":  # left as the backend gave it; the caller makes it a categorical
+            out[col] = s
         elif kind == "float":
             out[col] = pd.to_numeric(s, errors="raise").astype("float64")
         elif kind == "bool":
