@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -131,8 +132,6 @@ def run_size(n: int, cache: Path, profile: bool, max_rss_gb: float | None = None
         for line in proc.stderr:
             sys.stderr.write(line)
             log.append(line.rstrip())
-
-    import threading
 
     reader = threading.Thread(target=relay, daemon=True)
     reader.start()

@@ -16,8 +16,6 @@ prints the terms ``armAZA`` and ``months:armAZA``. Marginal means are emmeans' w
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 
@@ -71,8 +69,6 @@ def model_frame(patients: pd.DataFrame, outcomes: pd.DataFrame, outcome: str,
     # an inner many-to-one join on patient_id, by position and straight into one frame (pandas' merge, concat and
     # rename copy the ~20 columns several times: 1 s a call at 100,000 patients); rows keep their order, as
     # merge's inner join does
-    if not patients["patient_id"].is_unique:
-        raise ValueError("model_frame: patient_id is not unique in the patients table")
     pos = patient_positions(patients, rows["patient_id"])
     keep = pos >= 0
     pos = pos[keep]
@@ -185,26 +181,26 @@ def fit_outcome(outcome: Outcome, frame: pd.DataFrame, protocol: Protocol, *, de
         "random_effects": d["random_effects"],
         "residual_sd": d["residual_sd"],
     }
-    result = OutcomeResult(
+    if full:
+        mm = pd.DataFrame({"arm": means["arm"].astype(str), "month": _as_month(means[spec])})
+        mm[CI_COLUMNS] = means[CI_COLUMNS].to_numpy()
+        cfb = pd.DataFrame({"arm": change["arm"].astype(str), "month": _months_from_labels(change["contrast"], spec)})
+        cfb[CI_COLUMNS + ["p"]] = change[CI_COLUMNS + ["p"]].to_numpy()
+        mm, cfb = _order_arms(mm, arms), _order_arms(cfb, arms)
+        series = pd.factorize(frame["patient"], sort=True)[0] + 1
+        observed = pd.DataFrame({"series": series, "arm": frame["arm"].to_numpy(),
+                                 "months": frame["months"].to_numpy(), "value": frame[outcome.name].to_numpy()})
+        support = contrast_support(data, outcome.name, arms, months, minimum=protocol.analysis.min_at_risk,
+                                   columns=[COVARIATE_COLUMNS[c] for c in protocol.analysis.covariates])
+    else:  # a sensitivity analysis's fit: the arm differences only
+        mm = pd.DataFrame(columns=["arm", "month", *CI_COLUMNS])
+        cfb = pd.DataFrame(columns=["arm", "month", *CI_COLUMNS, "p"])
+        observed = pd.DataFrame(columns=["series", "arm", "months", "value"])
+        support = None
+    return OutcomeResult(
         name=outcome.name, label=outcome.label or outcome.name, formula=formula, model=model,
-        fixed_effects=fit.fixed_effects.copy(), marginal_means=pd.DataFrame(columns=["arm", "month", *CI_COLUMNS]),
-        change_from_baseline=pd.DataFrame(columns=["arm", "month", *CI_COLUMNS, "p"]),
-        arm_differences=ad.reset_index(drop=True), observed=pd.DataFrame(columns=["series", "arm", "months", "value"]),
-    )
-    if not full:
-        return result
-    mm = pd.DataFrame({"arm": means["arm"].astype(str), "month": _as_month(means[spec])})
-    mm[CI_COLUMNS] = means[CI_COLUMNS].to_numpy()
-    cfb = pd.DataFrame({"arm": change["arm"].astype(str), "month": _months_from_labels(change["contrast"], spec)})
-    cfb[CI_COLUMNS + ["p"]] = change[CI_COLUMNS + ["p"]].to_numpy()
-    series = pd.factorize(frame["patient"], sort=True)[0] + 1
-    observed = pd.DataFrame({"series": series, "arm": frame["arm"].to_numpy(),
-                             "months": frame["months"].to_numpy(), "value": frame[outcome.name].to_numpy()})
-    return replace(
-        result, marginal_means=_order_arms(mm, arms), change_from_baseline=_order_arms(cfb, arms), observed=observed,
-        slopes=slopes,
-        contrast_support=contrast_support(data, outcome.name, arms, months, minimum=protocol.analysis.min_at_risk,
-                                          columns=[COVARIATE_COLUMNS[c] for c in protocol.analysis.covariates]),
+        fixed_effects=fit.fixed_effects.copy(), marginal_means=mm, change_from_baseline=cfb,
+        arm_differences=ad.reset_index(drop=True), observed=observed, slopes=slopes, contrast_support=support,
     )
 
 

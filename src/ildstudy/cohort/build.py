@@ -233,9 +233,11 @@ def _sorted_outcomes(outcomes: pd.DataFrame, patients: pd.DataFrame, names) -> p
         extra = sorted(set(outcomes["outcome"]) - set(names))
         raise AssertionError(f"outcome rows not declared by the protocol: {extra}")
     ids = pd.Index(patients["patient_id"])
+    if not ids.is_unique:  # not expected: build_cohort's accounting checks the patients table
+        raise AssertionError("duplicate patient ids in the cohort's patients table")
     rank = ids.get_indexer(outcomes["patient_id"])
-    if (rank < 0).any() or not ids.is_unique:  # not expected: every row is a cohort patient's
-        raise AssertionError("outcome rows of patients outside the cohort, or duplicate patient ids")
+    if (rank < 0).any():  # not expected: every outcome row is a cohort patient's
+        raise AssertionError("outcome rows of patients outside the cohort")
     idx = np.lexsort((outcomes["value"].to_numpy(dtype=float), outcomes["months"].to_numpy(dtype=float), rank,
                       outcome.codes))
     return pd.DataFrame({"patient_id": pd.Categorical.from_codes(rank[idx], dtype=pd.CategoricalDtype(ids)),

@@ -77,7 +77,7 @@ def weighted_ls(X: np.ndarray, y: np.ndarray, w: np.ndarray, cluster: np.ndarray
     G = int(codes.max()) + 1
     # per-cluster score sums, one bincount per column (np.add.at over the rows was 10x slower)
     u = X * (w * e)[:, None]
-    scores = np.column_stack([np.bincount(codes, weights=u[:, j], minlength=G) for j in range(k)]).reshape(G, k)
+    scores = np.column_stack([np.bincount(codes, weights=u[:, j], minlength=G) for j in range(k)])
     meat = scores.T @ scores
     adj = (G / (G - 1) if G > 1 else 1.0) * (n - 1) / (n - k)
     vcov = adj * bread @ meat @ bread

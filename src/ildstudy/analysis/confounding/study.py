@@ -21,7 +21,7 @@ from ildstudy.analysis.confounding.outcomes import risk_difference, weighted_cox
 from ildstudy.analysis.confounding.propensity import covariate_matrix, fit_propensity
 from ildstudy.analysis.confounding.result import ConfoundingResult
 from ildstudy.analysis.confounding.weights import ESTIMAND, psweights
-from ildstudy.analysis.trajectories import model_frame, nearest_month, outcome_formula
+from ildstudy.analysis.trajectories import model_frame, nearest_month, outcome_formula, patient_positions
 from ildstudy.errors import ModelError
 from ildstudy.lmm.design import build_design, model_rows
 from ildstudy.lmm.formula import parse_formula
@@ -170,12 +170,11 @@ def _outcome_frame(pts, outcomes, outcome, protocol) -> _OutcomeFrame:
     if outcome.time_model == "categorical":
         data["visit"] = [f"{m:g}" for m in nearest_month(data["months"].to_numpy(), tuple(months))]
         levels["visit"] = [f"{m:g}" for m in months if f"{m:g}" in set(data["visit"])]
-    position = dict(zip(pts["patient_id"].astype(str), range(len(pts))))
     used = [outcome.name, "months", *[t for t in data.columns if t not in ("patient", "arm", outcome.name, "months",
                                                                            "visit")]]
     needed = [c for c in used if c in formula.fixed or c in (outcome.name, "months")]
     data = data.dropna(subset=needed).reset_index(drop=True)
-    idx = data["patient"].astype(str).map(position).to_numpy()
+    idx = patient_positions(pts, data["patient"])
     first = data.sort_values("months", kind="stable").groupby("patient")[outcome.name].first()
     return _OutcomeFrame(formula, data, idx, levels, first)
 
