@@ -68,7 +68,8 @@ def model_frame(patients: pd.DataFrame, outcomes: pd.DataFrame, outcome: str,
         cov.setdefault(spec.term, spec.model_values(patients[spec.column]))
     # an inner many-to-one join on patient_id, by position and straight into one frame (pandas' merge, concat and
     # rename copy the ~20 columns several times: 1 s a call at 100,000 patients); rows keep their order, as
-    # merge's inner join does
+    # merge's inner join does. ``copy=False``: the columns are new arrays, and pandas would otherwise copy them
+    # all into one 2-D block per dtype (0.3 s of a 0.35 s call at 100,000 patients)
     pos = patient_positions(patients, rows["patient_id"])
     keep = pos >= 0
     pos = pos[keep]
@@ -78,7 +79,7 @@ def model_frame(patients: pd.DataFrame, outcomes: pd.DataFrame, outcome: str,
     for name, values in cov.items():
         if name != "patient_id":
             columns.setdefault(name, pd.Series(values).reset_index(drop=True).take(pos).reset_index(drop=True))
-    return pd.DataFrame(columns)
+    return pd.DataFrame(columns, copy=False)
 
 
 def time_term(outcome: Outcome, protocol: Protocol) -> str:

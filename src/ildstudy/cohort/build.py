@@ -142,14 +142,16 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
     src, lung = derived_sources(con, src, protocol, shared)
     if lung is not None:
         warnings += derivation_warnings(lung)
-    status_expr = temp.store(patient_status(src, protocol, keep=temp.store), "status")
+    status_expr = temp.store(patient_status(src, protocol, keep=_keep(con, temp, shared)), "status")
     doses = temp.store(cohort_doses(src, status_expr, protocol), "doses")
 
     status = _typed(con.execute(status_expr.select("patient_id", "arm", "step")),
                     {"patient_id": "str", "arm": "str", "step": "str"})
     patients = _typed(con.execute(patients_table(src, status_expr, doses, protocol)), patient_types())
     patients = _sorted(patients, ["patient_id"])
-    outcomes = _typed(con.execute(outcomes_table(src, status_expr, doses, protocol)), OUTCOME_TYPES)
+    # ordered in the database (in parallel; its string order may differ from Python's, which _order allows for)
+    outcomes = outcomes_table(src, status_expr, doses, protocol).order_by(["outcome", "patient_id", "months", "value"])
+    outcomes = _typed(con.execute(outcomes), OUTCOME_TYPES)
     outcomes = _sorted_outcomes(outcomes, patients, protocol.cohort_outcomes())
     adverse = _typed(con.execute(adverse_events_table(src, status_expr, protocol)), AE_TYPES)
     adverse = _sorted(adverse, list(AE_TYPES))
@@ -175,6 +177,22 @@ def _sources(con, names: DrugNames, store) -> Sources:
     """The registry tables with the drug map and the normalised medications stored in the database."""
     src = Sources.open(con, names, keep=store)
     return replace(src, medications=store(src.medications, "medications"))
+
+
+#: Steps of :func:`~ildstudy.cohort.steps.patient_status` that most of a run's cohorts compute alike (the index
+#: dates; the follow-up, unless a sensitivity analysis changes how it ends): stored once per run and shared.
+SHARED_STEPS = ("index", "follow_up")
+
+
+def _keep(con, temp: TempTables, shared):
+    """How ``patient_status`` stores a step: in the run's tables for :data:`SHARED_STEPS`, keyed by the step's SQL
+    (which names every table and setting it reads, so the same SQL is the same result on an unchanged registry),
+    in this cohort's own otherwise."""
+    def keep(expr, stem: str):
+        if stem not in SHARED_STEPS:
+            return temp.store(expr, stem)
+        return shared.get(stem, str(con.compile(expr)), lambda store: store(expr, stem))
+    return keep
 
 
 def _drug_names_key(names: DrugNames) -> tuple:
@@ -215,7 +233,7 @@ def _typed(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
             out[col] = pd.to_datetime(s).astype("datetime64[ns]")
         else:  # pragma: no cover - a typo in the tables above
             raise ValueError(kind)
-    return pd.DataFrame(out, index=frame.index)
+    return pd.DataFrame(out, index=frame.index, copy=False)  # no copy into 2-D blocks: the columns are new
 
 
 def _sorted_outcomes(outcomes: pd.DataFrame, patients: pd.DataFrame, names) -> pd.DataFrame:
@@ -238,11 +256,29 @@ def _sorted_outcomes(outcomes: pd.DataFrame, patients: pd.DataFrame, names) -> p
     rank = ids.get_indexer(outcomes["patient_id"])
     if (rank < 0).any():  # not expected: every outcome row is a cohort patient's
         raise AssertionError("outcome rows of patients outside the cohort")
-    idx = np.lexsort((outcomes["value"].to_numpy(dtype=float), outcomes["months"].to_numpy(dtype=float), rank,
-                      outcome.codes))
+    idx = _order(outcome.codes.astype(np.int64) * max(len(ids), 1) + rank,
+                 outcomes["months"].to_numpy(dtype=float), outcomes["value"].to_numpy(dtype=float))
     return pd.DataFrame({"patient_id": pd.Categorical.from_codes(rank[idx], dtype=pd.CategoricalDtype(ids)),
                          "outcome": outcome.take(idx), "months": outcomes["months"].to_numpy()[idx],
-                         "value": outcomes["value"].to_numpy()[idx]})
+                         "value": outcomes["value"].to_numpy()[idx]}, copy=False)
+
+
+def _order(key: np.ndarray, months: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """The positions that sort rows by ``key``, then ``months``, then ``value`` (``np.lexsort``'s order).
+
+    The cohort's query returns the rows ordered by outcome, patient_id, months, value, in the database's string
+    order (a collation may differ from Python's). So each patient's rows are together and in (months, value)
+    order, and a stable sort on the one integer key (timsort, fast on presorted runs) leaves them so; that is
+    checked, and otherwise all the keys are sorted. At 100,000 patients (3.4 million rows): 0.03 s, against 0.5 s
+    for ``np.lexsort`` (2 s on unordered rows, which is how DuckDB returns a parallel join)."""
+    idx = np.argsort(key, kind="stable")
+    k, m, v = key[idx], months[idx], value[idx]
+    same = k[1:] == k[:-1]
+    # NaN values sort last in lexsort; a pair with a NaN fails this check and so takes the full sort
+    ordered = (m[1:] > m[:-1]) | ((m[1:] == m[:-1]) & (v[1:] >= v[:-1]))
+    if bool(np.all(ordered | ~same)):
+        return idx
+    return np.lexsort((value, months, key))
 
 
 def _sorted(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
