@@ -153,6 +153,15 @@ class TempTables:
         fixes = {c: stored[c].cast(t) for c, t in wanted.items() if got[c] != t}
         return stored.mutate(**fixes) if fixes else stored
 
+    def store_frames(self, frames, schema: dict, stem: str):
+        """Store pandas DataFrames (an iterable of blocks with ``schema``'s columns) as one new temporary table,
+        appended block by block where the engine can (:meth:`~ildstudy.cohort.backends.Backend.create_temp_from_frames`)."""
+        name = f"_ildstudy_{stem}_{self._tag}"
+        self.names.append(name)  # before the first block: dropped with the others if a block fails
+        stored = self.engine.create_temp_from_frames(frames, schema, name)
+        self.engine.analyze(name)
+        return stored
+
     def drop_all(self) -> None:
         while self.names:
             self.engine.drop(self.names.pop())
@@ -172,14 +181,15 @@ class RunTables:
         self._slots: dict[str, tuple[object, object, list[str]]] = {}
 
     def get(self, slot: str, key, make):
-        """``make(store)`` once per ``(slot, key)``; tables it stores through ``store`` live with the entry."""
+        """``make(temp)`` once per ``(slot, key)``; the tables it stores in ``temp`` (a :class:`TempTables`) live
+        with the entry."""
         hit = self._slots.get(slot)
         if hit is not None and hit[0] == key:
             return hit[1]
         if hit is not None:
             self._drop(slot)
         temp = TempTables(self._engine)
-        value = make(temp.store)
+        value = make(temp)
         self._slots[slot] = (key, value, temp.names)
         return value
 

@@ -10,7 +10,8 @@ import pandas as pd
 
 from ildstudy.cohort.attrition import attrition_table, check_accounting
 from ildstudy.cohort.backend import Connection, TempTables, connect
-from ildstudy.cohort.lungfunction import LungFunctionDerivation, derivation_warnings, derived_sources
+from ildstudy.cohort.lungfunction import LungFunctionDerivation, derivation_warnings
+from ildstudy.cohort.pft_store import derived_sources
 from ildstudy.cohort.source import Sources
 from ildstudy.cohort.steps import STEP_IDS, patient_status
 from ildstudy.cohort.tables import (adverse_events_table, cohort_doses, covariate_columns, missing_dose_count,
@@ -136,8 +137,9 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
     # cohort of a run with the same drug names / [lung_function]) and this cohort's own (``temp``).
     shared = conn.run_tables()
     names = DrugNames.from_protocol(protocol)
-    src = shared.get("sources", _drug_names_key(names), lambda store: _sources(con, names, store))
-    registry_ids = _registry_ids(con, src)
+    src = shared.get("sources", _drug_names_key(names), lambda tables: _sources(con, names, tables.store))
+    fetch = temp.engine.fetch  # a query's result as a pandas frame
+    registry_ids = _registry_ids(fetch, src)
     warnings = list(src.drug_name_problems(con))
     src, lung = derived_sources(con, src, protocol, shared)
     if lung is not None:
@@ -145,15 +147,15 @@ def _build_in(conn: Connection, temp: TempTables, protocol: Protocol) -> Cohort:
     status_expr = temp.store(patient_status(src, protocol, keep=_keep(con, temp, shared)), "status")
     doses = temp.store(cohort_doses(src, status_expr, protocol), "doses")
 
-    status = _typed(con.execute(status_expr.select("patient_id", "arm", "step")),
+    status = _typed(fetch(status_expr.select("patient_id", "arm", "step")),
                     {"patient_id": "str", "arm": "str", "step": "str"})
-    patients = _typed(con.execute(patients_table(src, status_expr, doses, protocol)), patient_types())
+    patients = _typed(fetch(patients_table(src, status_expr, doses, protocol)), patient_types())
     patients = _sorted(patients, ["patient_id"])
     # ordered in the database (in parallel; its string order may differ from Python's, which _order allows for)
     outcomes = outcomes_table(src, status_expr, doses, protocol).order_by(["outcome", "patient_id", "months", "value"])
-    outcomes = _typed(con.execute(outcomes), OUTCOME_TYPES)
+    outcomes = _typed(fetch(outcomes, categorical=("patient_id", "outcome")), OUTCOME_TYPES)
     outcomes = _sorted_outcomes(outcomes, patients, protocol.cohort_outcomes())
-    adverse = _typed(con.execute(adverse_events_table(src, status_expr, protocol)), AE_TYPES)
+    adverse = _typed(fetch(adverse_events_table(src, status_expr, protocol)), AE_TYPES)
     adverse = _sorted(adverse, list(AE_TYPES))
 
     excluded = status.loc[status["step"].notna(), ["patient_id", "step"]]
@@ -191,7 +193,7 @@ def _keep(con, temp: TempTables, shared):
     def keep(expr, stem: str):
         if stem not in SHARED_STEPS:
             return temp.store(expr, stem)
-        return shared.get(stem, str(con.compile(expr)), lambda store: store(expr, stem))
+        return shared.get(stem, str(con.compile(expr)), lambda tables: tables.store(expr, stem))
     return keep
 
 
@@ -199,8 +201,8 @@ def _drug_names_key(names: DrugNames) -> tuple:
     return tuple(sorted(names.spellings.items())), tuple(sorted(names.generics))
 
 
-def _registry_ids(con, src: Sources) -> pd.Series:
-    ids = con.execute(src.patients.select("patient_id"))["patient_id"]
+def _registry_ids(fetch, src: Sources) -> pd.Series:
+    ids = fetch(src.patients.select("patient_id"))["patient_id"]
     problems = []
     if ids.isna().any():
         problems.append(Problem("patients", None, "patient_id", None,
@@ -253,7 +255,7 @@ def _sorted_outcomes(outcomes: pd.DataFrame, patients: pd.DataFrame, names) -> p
     ids = pd.Index(patients["patient_id"])
     if not ids.is_unique:  # not expected: build_cohort's accounting checks the patients table
         raise AssertionError("duplicate patient ids in the cohort's patients table")
-    rank = ids.get_indexer(outcomes["patient_id"])
+    rank = _positions(ids, outcomes["patient_id"])
     if (rank < 0).any():  # not expected: every outcome row is a cohort patient's
         raise AssertionError("outcome rows of patients outside the cohort")
     idx = _order(outcome.codes.astype(np.int64) * max(len(ids), 1) + rank,
@@ -261,6 +263,15 @@ def _sorted_outcomes(outcomes: pd.DataFrame, patients: pd.DataFrame, names) -> p
     return pd.DataFrame({"patient_id": pd.Categorical.from_codes(rank[idx], dtype=pd.CategoricalDtype(ids)),
                          "outcome": outcome.take(idx), "months": outcomes["months"].to_numpy()[idx],
                          "value": outcomes["value"].to_numpy()[idx]}, copy=False)
+
+
+def _positions(ids: pd.Index, values: pd.Series) -> np.ndarray:
+    """Each value's position in ``ids`` (-1 when absent or missing); from a categorical, by its categories."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        lookup = np.append(ids.get_indexer(values.cat.categories.astype(object)), -1)
+        return lookup[codes]  # code -1 (missing) takes the last entry
+    return ids.get_indexer(values)
 
 
 def _order(key: np.ndarray, months: np.ndarray, value: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ registry's pft table (every test of every patient). An unknown ``dlco_unit`` is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -294,34 +294,3 @@ def needs_derivation(protocol) -> bool:
 
     return protocol.lung.equation is not None or any(outcome_spec(o.name).column in DERIVED_PFT_COLUMNS
                                           for o in protocol.outcomes)
-
-
-def derived_sources(con, src, protocol, shared):
-    """``src`` with its pft table replaced by the derived one, and the derivation; ``(src, None)`` when the
-    protocol needs none (:func:`needs_derivation`).
-
-    ``shared`` (the connection's :class:`~ildstudy.cohort.backend.RunTables`) keeps the derived table in the
-    database for the other cohorts of the run with the same ``[lung_function]`` (the sensitivity analyses):
-    reading, deriving and storing the pft table took ~1.5 s of each build at 100,000 patients. One version only,
-    and no pandas copy is kept once the table is stored."""
-    if not needs_derivation(protocol):
-        return src, None
-    key = protocol.lung.model_dump_json(exclude={"zscore_trajectories"})  # what derive_pft reads
-    table, derivation = shared.get("derived_pft", key, lambda store: _derive_and_store(con, src, protocol, store))
-    return replace(src, pft=table), derivation
-
-
-def _derive_and_store(con, src, protocol, store):
-    import ibis
-
-    schema = {**{c: t for c, t in src.pft.schema().items()}, **{c: "float64" for c in DERIVED_COLUMNS}}
-    pft = con.execute(src.pft)
-    patients = con.execute(src.patients.select("patient_id", "sex", "birth_date", "height_cm", "race_ethnicity"))
-    frame, derivation = derive_pft(pft, patients, protocol.lung)
-    del pft
-    frame["test_date"] = pd.to_datetime(frame["test_date"]).dt.normalize()  # typed date by the schema
-    for c, t in schema.items():
-        if t == "float64" or str(t).startswith("float"):
-            frame[c] = frame[c].astype("float64")
-    frame = frame[list(schema)]
-    return store(ibis.memtable(frame, schema=ibis.schema(schema)), "pft_derived"), derivation
