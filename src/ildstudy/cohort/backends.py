@@ -81,7 +81,7 @@ class Backend(ABC):
 
     def fetch_blocks(self, expr, rows: int):
         """The result of ``expr`` as pandas DataFrames of at most ``rows`` rows each, in the order ``fetch`` gives.
-        Here one block; engines that stream override it."""
+        Here one block; engines that can hand out smaller ones override it."""
         yield self.fetch(expr)
 
     def create_temp_from_frames(self, frames, schema, name: str):

@@ -13,7 +13,8 @@ the z-scores and FEV1 % predicted come from it.
 Why here, in pandas, before the cohort steps: the GLI equations are spline lookup tables, not SQL, and the
 cohort's baseline-PFT step must select on the recomputed FVC % (a raw-only registry has no recorded one). So
 the pft table is read once (any backend), derived by :func:`derive_pft` and stored back as a temporary table
-that replaces ``Sources.pft``; every cohort step after it is unchanged SQL.
+that replaces ``Sources.pft`` (:mod:`ildstudy.cohort.pft_store`, in blocks of tests on DuckDB); every cohort step
+after it is unchanged SQL.
 
 A test whose value cannot be derived is flagged, never a silent NaN: its value is missing, and
 :class:`LungFunctionDerivation` counts it per measure and reason (``no_raw_value``, ``no_dlco_unit``,
